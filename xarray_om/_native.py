@@ -1,0 +1,252 @@
+"""The only module that touches cffi: numpy <-> C buffers, error codes -> exceptions.
+
+Every function here releases the GIL while the C code runs (cffi's API mode
+does so for every call), so dask threads decode and encode in parallel.
+Buffers are passed without copies (``ffi.from_buffer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._om_native import ffi, lib
+from .errors import OmCodecError, OmEncodingError
+from .format.records import ARRAY_DTYPES, COMPRESSION_NAMES, array_type_for
+
+__all__ = [
+    "ArrayCodec",
+    "decode_chunk",
+    "decode_lut",
+    "decode_select",
+    "encode_block",
+    "encode_chunk",
+    "encode_lut",
+]
+
+_MESSAGES = {
+    lib.OM_E_TRUNCATED: "compressed stream is truncated",
+    lib.OM_E_CORRUPT: "compressed stream is corrupt",
+    lib.OM_E_OUTPUT: "output buffer too small",
+    lib.OM_E_INVALID: "unsupported data type / compression",
+    lib.OM_E_SIZE_MISMATCH: "chunk does not use exactly its byte range",
+    lib.OM_E_NOMEM: "out of memory",
+    lib.OM_E_GEOMETRY: "inconsistent geometry or selection",
+}
+
+
+def _message(code: int) -> str:
+    return _MESSAGES.get(code, f"native error {code}")
+
+
+@dataclass(frozen=True)
+class ArrayCodec:
+    """What the native code needs to know about one OM array."""
+
+    data_type: int
+    compression: int
+    dims: tuple[int, ...]
+    chunks: tuple[int, ...]
+    scale_factor: float = 1.0
+    add_offset: float = 0.0
+    x86_lanes: bool = False  # fpx float64: x86 reference V64 lane order (codec spec K3)
+
+    def __post_init__(self) -> None:
+        if lib.om_check_pair(self.data_type, self.compression) != 0:
+            dt = ARRAY_DTYPES.get(self.data_type, self.data_type)
+            comp = COMPRESSION_NAMES.get(self.compression, self.compression)
+            raise OmEncodingError(f"compression {comp} is not valid for {dt} arrays")
+        if len(self.dims) != len(self.chunks) or not 1 <= len(self.dims) <= lib.OM_MAX_DIMS:
+            raise OmEncodingError(f"invalid geometry dims={self.dims} chunks={self.chunks}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return ARRAY_DTYPES[self.data_type].newbyteorder("=")
+
+    @property
+    def flags(self) -> int:
+        return lib.OM_FLAG_X86_LANES if self.x86_lanes else 0
+
+    def _c(self, keep: list) -> object:
+        dims = ffi.new("uint64_t[]", list(self.dims))
+        chunks = ffi.new("uint64_t[]", list(self.chunks))
+        keep += [dims, chunks]
+        return ffi.new(
+            "om_array_t *",
+            {
+                "dtype": self.data_type,
+                "compression": self.compression,
+                "scale_factor": self.scale_factor,
+                "add_offset": self.add_offset,
+                "flags": self.flags,
+                "ndim": len(self.dims),
+                "dims": dims,
+                "chunks": chunks,
+            },
+        )
+
+
+def encode_chunk(
+    values: np.ndarray,
+    compression: int,
+    scale_factor: float = 1.0,
+    add_offset: float = 0.0,
+    *,
+    row_len: int | None = None,
+    x86_lanes: bool = False,
+) -> bytes:
+    """Compressed bytes of one chunk.
+
+    ``values`` are the chunk's elements in row-major order of its clipped
+    extent; ``row_len`` is the clipped length of its last dimension (default:
+    ``values.shape[-1]``, i.e. pass the chunk as an N-D array).
+    """
+    values = np.ascontiguousarray(values)
+    data_type = array_type_for(values.dtype)
+    n = values.size
+    if n == 0:
+        raise OmEncodingError("a chunk holds at least one value")
+    row_len = values.shape[-1] if row_len is None else row_len
+    if row_len < 1 or n % row_len:
+        raise OmEncodingError(f"row length {row_len} does not divide {n} values")
+    cap = lib.om_chunk_bound(data_type, compression, n)
+    out = bytearray(cap)
+    scratch = np.empty(lib.om_chunk_scratch(data_type, compression, n), np.uint8)
+    flags = lib.OM_FLAG_X86_LANES if x86_lanes else 0
+    r = lib.om_encode_chunk(
+        data_type, compression, scale_factor, add_offset, flags,
+        ffi.from_buffer(values), n, row_len,
+        ffi.from_buffer(out), cap, ffi.from_buffer(scratch), scratch.nbytes,
+    )
+    if r < 0:
+        raise OmEncodingError(f"cannot encode chunk: {_message(r)}")
+    return bytes(out[:r])
+
+
+def decode_chunk(
+    data: bytes | memoryview | np.ndarray,
+    dtype: np.dtype | str,
+    compression: int,
+    n: int,
+    row_len: int,
+    scale_factor: float = 1.0,
+    add_offset: float = 0.0,
+    *,
+    x86_lanes: bool = False,
+    source: object = None,
+) -> tuple[np.ndarray, int]:
+    """Decode one chunk of ``n`` values; returns (1-D values, bytes consumed)."""
+    dtype = np.dtype(dtype)
+    data_type = array_type_for(dtype)
+    out = np.empty(n, dtype)
+    scratch = np.empty(lib.om_chunk_scratch(data_type, compression, n), np.uint8)
+    buf = ffi.from_buffer("uint8_t[]", data)
+    flags = lib.OM_FLAG_X86_LANES if x86_lanes else 0
+    r = lib.om_decode_chunk(
+        data_type, compression, scale_factor, add_offset, flags,
+        buf, len(buf), n, row_len, ffi.from_buffer(out), ffi.from_buffer(scratch), scratch.nbytes,
+    )
+    if r < 0:
+        raise OmCodecError(f"cannot decode chunk: {_message(r)}", source=source)
+    return out, int(r)
+
+
+def encode_lut(lut: np.ndarray) -> tuple[bytes, int]:
+    """Encode look-up table entries (absolute offsets); returns (bytes, stride)."""
+    lut = np.ascontiguousarray(lut, dtype=np.uint64)
+    cap = lib.om_lut_bound(lut.size)
+    out = bytearray(cap)
+    stride = ffi.new("uint64_t *")
+    r = lib.om_lut_encode(ffi.from_buffer("uint64_t[]", lut), lut.size, ffi.from_buffer(out), cap, stride)
+    if r < 0:
+        raise OmEncodingError(f"cannot encode look-up table: {_message(r)}")
+    return bytes(out[:r]), int(stride[0])
+
+
+def decode_lut(
+    data: bytes | memoryview, n_entries: int, stride: int, *, source: object = None
+) -> np.ndarray:
+    """Decode ``n_entries`` LUT entries from whole groups starting at a group boundary."""
+    out = np.empty(n_entries, np.uint64)
+    buf = ffi.from_buffer("uint8_t[]", data)
+    r = lib.om_lut_decode(buf, len(buf), n_entries, stride, ffi.from_buffer("uint64_t[]", out))
+    if r < 0:
+        raise OmCodecError(f"cannot decode look-up table: {_message(r)}", source=source)
+    return out
+
+
+def decode_select(
+    codec: ArrayCodec,
+    out: np.ndarray,
+    sel: Sequence[np.ndarray],
+    chunk_idx: np.ndarray,
+    data: bytes | memoryview | np.ndarray,
+    chunk_off: np.ndarray,
+    chunk_len: np.ndarray,
+    *,
+    source: object = None,
+) -> None:
+    """Decode chunks and scatter the selected elements into ``out`` in one call.
+
+    ``out`` (C-contiguous, dtype ``codec.dtype``) has shape ``[len(s) for s in sel]``
+    and receives ``array[np.ix_(*sel)]`` for the elements inside the listed chunks.
+    Chunk ``k`` (linear index ``chunk_idx[k]``) occupies
+    ``data[chunk_off[k]:chunk_off[k] + chunk_len[k]]``.
+    """
+    if not out.flags.c_contiguous or out.dtype != codec.dtype:
+        raise ValueError("out must be C-contiguous with the array's dtype")
+    keep: list = []
+    a = codec._c(keep)
+    sel = [np.ascontiguousarray(s, dtype=np.int64) for s in sel]
+    if tuple(len(s) for s in sel) != out.shape:
+        raise ValueError("selection does not match the output shape")
+    sel_ptrs = ffi.new("int64_t *[]", [ffi.cast("int64_t *", ffi.from_buffer(s)) for s in sel])
+    sel_len = ffi.new("uint64_t[]", [len(s) for s in sel])
+    chunk_idx = np.ascontiguousarray(chunk_idx, dtype=np.uint64)
+    chunk_off = np.ascontiguousarray(chunk_off, dtype=np.uint64)
+    chunk_len = np.ascontiguousarray(chunk_len, dtype=np.uint64)
+    n = chunk_idx.size
+    if chunk_off.size != n or chunk_len.size != n:
+        raise ValueError("chunk_idx, chunk_off and chunk_len differ in length")
+    buf = ffi.from_buffer("uint8_t[]", data)
+    bad = ffi.new("size_t *")
+    r = lib.om_decode_select(
+        a, sel_ptrs, sel_len, ffi.from_buffer(out), n,
+        ffi.from_buffer("uint64_t[]", chunk_idx), buf, len(buf),
+        ffi.from_buffer("uint64_t[]", chunk_off), ffi.from_buffer("uint64_t[]", chunk_len), bad,
+    )
+    if r < 0:
+        where = f"chunk {int(chunk_idx[bad[0]])}" if n and bad[0] < n else "selection"
+        raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+
+
+def encode_block(
+    codec: ArrayCodec, block: np.ndarray, block_start: Sequence[int]
+) -> tuple[memoryview, np.ndarray]:
+    """Encode every chunk of a chunk-aligned block.
+
+    Returns (concatenated chunk bytes, length of each chunk) in block-local
+    row-major chunk order.
+    """
+    block = np.ascontiguousarray(block, dtype=codec.dtype)
+    keep: list = []
+    a = codec._c(keep)
+    if block.ndim != len(codec.dims):
+        raise OmEncodingError(f"block has {block.ndim} dimensions, array has {len(codec.dims)}")
+    start = ffi.new("uint64_t[]", [int(s) for s in block_start])
+    shape = ffi.new("uint64_t[]", list(block.shape))
+    n_chunks = 1
+    for s, c in zip(block.shape, codec.chunks, strict=True):
+        n_chunks *= -(-s // c)
+    cap = lib.om_encode_block_bound(a, shape)
+    out = np.empty(cap, np.uint8)
+    lengths = np.empty(n_chunks, np.uint64)
+    r = lib.om_encode_block(
+        a, ffi.from_buffer(block), start, shape, ffi.from_buffer(out), cap,
+        ffi.from_buffer("uint64_t[]", lengths), n_chunks,
+    )
+    if r < 0:
+        raise OmEncodingError(f"cannot encode block at {tuple(block_start)}: {_message(r)}")
+    return memoryview(out)[:r], lengths
