@@ -15,7 +15,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-HEADERS = ["om_pfor.h", "om_codec.h", "om_chunks.h"]
+HEADERS = ["om_pfor.h", "om_codec.h", "om_chunks.h", "om_dispatch.h"]
 SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in HERE.glob("*.c"))
 
 
