@@ -1,8 +1,564 @@
-/* placeholder: replaced by the real implementation */
-#include "om_chunks.h"
-int64_t om_pfor_encode8(const uint8_t *in, size_t n, int zigzag, uint8_t *out, size_t cap) { (void)in; (void)n; (void)zigzag; (void)out; (void)cap; return OM_E_INVALID; }
-int64_t om_pfor_encode16(const uint16_t *in, size_t n, int zigzag, uint8_t *out, size_t cap) { (void)in; (void)n; (void)zigzag; (void)out; (void)cap; return OM_E_INVALID; }
-int64_t om_pfor_encode32(const uint32_t *in, size_t n, int zigzag, uint8_t *out, size_t cap) { (void)in; (void)n; (void)zigzag; (void)out; (void)cap; return OM_E_INVALID; }
-int64_t om_pfor_encode64(const uint64_t *in, size_t n, int zigzag, uint8_t *out, size_t cap) { (void)in; (void)n; (void)zigzag; (void)out; (void)cap; return OM_E_INVALID; }
-int64_t om_fpx_encode32(const uint32_t *in, size_t n, uint8_t *out, size_t cap) { (void)in; (void)n; (void)out; (void)cap; return OM_E_INVALID; }
-int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *out, size_t cap) { (void)in; (void)n; (void)x86_lanes; (void)out; (void)cap; return OM_E_INVALID; }
+/* PFor and fpx encoders (codec spec sections 4-8), written from the spec.
+ *
+ * The per-width code (8, 16, 32, 64 bits) is one template: this file includes
+ * itself once per width with OM_ENC_W defined, so every width gets its own
+ * native element type and the compiler can vectorise the inner loops for it.
+ *
+ * Nothing here writes outside out[0, cap): each block's exact size is
+ * computed before any of its bytes are stored. Padding bits of bit-packed
+ * areas are written as zero (the reference leaves them undefined, quirk K1). */
+#ifndef OM_ENC_W
+
+#include "om_pfor.h"
+#include "om_internal.h"
+
+#define OM_CAT_(a, b) a##b
+#define OM_CAT(a, b) OM_CAT_(a, b)
+
+/* ---- width-independent helpers ------------------------------------------ */
+
+/* Bit reversal (spec 4.2): swap ever larger groups; plain shifts and masks so
+ * that loops over many values vectorise. */
+OM_INLINE uint32_t rbit32(uint32_t x)
+{
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0F0F0F0Fu) | ((x & 0x0F0F0F0Fu) << 4);
+    x = ((x >> 8) & 0x00FF00FFu) | ((x & 0x00FF00FFu) << 8);
+    return (x >> 16) | (x << 16);
+}
+
+OM_INLINE uint64_t rbit64(uint64_t x)
+{
+    x = ((x >> 1) & 0x5555555555555555ull) | ((x & 0x5555555555555555ull) << 1);
+    x = ((x >> 2) & 0x3333333333333333ull) | ((x & 0x3333333333333333ull) << 2);
+    x = ((x >> 4) & 0x0F0F0F0F0F0F0F0Full) | ((x & 0x0F0F0F0F0F0F0F0Full) << 4);
+    x = ((x >> 8) & 0x00FF00FF00FF00FFull) | ((x & 0x00FF00FF00FF00FFull) << 8);
+    x = ((x >> 16) & 0x0000FFFF0000FFFFull) | ((x & 0x0000FFFF0000FFFFull) << 16);
+    return (x >> 32) | (x << 32);
+}
+
+/* Base width b and exception parameter bx (spec 6.3), from the histogram
+ * cnt[k] = number of values with bit length k (k = 0..bmax). Transcribes the
+ * reference's integer cost model exactly, ties keeping the wider width. */
+static void choose_width(const uint32_t *cnt, int bmax, unsigned m, int W, int *pb, int *pbx)
+{
+    long best = (long)om_ceil8((size_t)m * (size_t)bmax) + 1;
+    int b = bmax;
+    int vbm = 0;
+    long x = cnt[bmax];
+    long cm = (long)om_ceil8(m);
+    if (W >= 16) {
+        /* est[k]: extra vb bytes for exceptions once the base width drops
+         * below k; negative keys are never read and are dropped. */
+        long est[65] = {0};
+        long vv = x;
+#define OM_SPREAD(c, k)                                                    \
+    do {                                                                   \
+        long c_ = (long)(c);                                               \
+        int k_ = (k);                                                      \
+        if (k_ >= 7) est[k_ - 7] += c_;                                    \
+        if (k_ >= 15) est[k_ - 15] += 2 * c_;                              \
+        if (k_ >= 19) est[k_ - 19] += 3 * c_;                              \
+        if (k_ >= 25) est[k_ - 25] += 4 * c_;                              \
+    } while (0)
+        OM_SPREAD(x, bmax);
+        for (int i = bmax - 1; i >= 0; i--) {
+            long base = (long)om_ceil8((size_t)m * (size_t)i) + 2;
+            long cost_vb = base + x + vv;
+            long cost_bmp = base + cm + (long)om_ceil8((size_t)x * (size_t)(bmax - i));
+            x += cnt[i];
+            vv += (long)cnt[i] + est[i];
+            OM_SPREAD(cnt[i], i);
+            if (cost_bmp < best) { best = cost_bmp; b = i; vbm = 0; }
+            if (cost_vb < best) { best = cost_vb; b = i; vbm = 1; }
+        }
+#undef OM_SPREAD
+    } else {
+        /* W = 8 compares against a base shifted by the fixed bitmap overhead. */
+        best -= 2 + cm;
+        for (int i = bmax - 1; i >= 0; i--) {
+            long cost_bmp = (long)om_ceil8((size_t)m * (size_t)i) +
+                            (long)om_ceil8((size_t)x * (size_t)(bmax - i));
+            x += cnt[i];
+            if (cost_bmp < best) { best = cost_bmp; b = i; }
+        }
+    }
+    int bx = vbm ? W + 1 : bmax - b;
+    if (W == 64 && b == 63) { /* 63 is not representable: 64 bits, no exceptions */
+        b = 64;
+        bx = 0;
+    }
+    *pb = b;
+    *pbx = bx;
+}
+
+/* Size of vb(x) for one value (spec 5.2). */
+OM_INLINE size_t vb_len(uint64_t x)
+{
+    if (x < 177) return 1;
+    if (x < 16561) return 2;
+    if (x < 540849) return 3;
+    return 1 + om_ceil8((size_t)om_bitlen64(x));
+}
+
+OM_INLINE uint8_t *vb_put(uint8_t *p, uint64_t x)
+{
+    if (x < 177) {
+        *p++ = (uint8_t)x;
+    } else if (x < 16561) {
+        uint64_t y = x - 177;
+        *p++ = (uint8_t)(177 + (y >> 8));
+        *p++ = (uint8_t)y;
+    } else if (x < 540849) {
+        uint64_t y = x - 16561;
+        *p++ = (uint8_t)(241 + (y >> 16));
+        *p++ = (uint8_t)y;
+        *p++ = (uint8_t)(y >> 8);
+    } else {
+        int k = (int)om_ceil8((size_t)om_bitlen64(x));
+        *p++ = (uint8_t)(249 + (k - 3));
+        for (int j = 0; j < k; j++) *p++ = (uint8_t)(x >> (8 * j));
+    }
+    return p;
+}
+
+/* Horizontal packing (spec 4.3) for values < 2^32 and b <= 32: a 64-bit
+ * accumulator flushed 32 bits at a time; the final partial word is written
+ * byte-wise so nothing lands past ceil8(m*b). */
+#define OM_HPACK32_BODY(v, m, b, out)                                      \
+    do {                                                                   \
+        uint64_t acc_ = 0;                                                 \
+        unsigned fill_ = 0;                                                \
+        uint8_t *p_ = (out);                                               \
+        for (unsigned i_ = 0; i_ < (m); i_++) {                            \
+            acc_ |= (uint64_t)(v)[i_] << fill_;                            \
+            fill_ += (unsigned)(b);                                        \
+            if (fill_ >= 32) {                                             \
+                om_st32(p_, (uint32_t)acc_);                               \
+                p_ += 4;                                                   \
+                acc_ >>= 32;                                               \
+                fill_ -= 32;                                               \
+            }                                                              \
+        }                                                                  \
+        for (unsigned j_ = 0; j_ < fill_; j_ += 8) *p_++ = (uint8_t)(acc_ >> j_); \
+    } while (0)
+
+static void hpack_u8(const uint8_t *restrict v, unsigned m, int b, uint8_t *restrict out)
+{
+    OM_HPACK32_BODY(v, m, b, out);
+}
+
+static void hpack_u16(const uint16_t *restrict v, unsigned m, int b, uint8_t *restrict out)
+{
+    OM_HPACK32_BODY(v, m, b, out);
+}
+
+static void hpack_u32(const uint32_t *restrict v, unsigned m, int b, uint8_t *restrict out)
+{
+    OM_HPACK32_BODY(v, m, b, out);
+}
+
+/* Horizontal packing of 64-bit values with any b <= 64. */
+static void hpack_u64(const uint64_t *restrict v, unsigned m, int b, uint8_t *restrict out)
+{
+    if (b <= 32) {
+        /* values < 2^b fit the cheaper 32-bit flushing scheme */
+        OM_HPACK32_BODY(v, m, b, out);
+        return;
+    }
+    uint64_t acc = 0;
+    unsigned fill = 0;
+    uint8_t *p = out;
+    for (unsigned i = 0; i < m; i++) {
+        uint64_t x = v[i];
+        acc |= x << fill;
+        fill += (unsigned)b;
+        if (fill >= 64) {
+            om_st64(p, acc);
+            p += 8;
+            fill -= 64;
+            acc = fill ? x >> ((unsigned)b - fill) : 0;
+        }
+    }
+    for (unsigned j = 0; j < fill; j += 8) *p++ = (uint8_t)(acc >> j);
+}
+
+/* V16 (spec 4.4): 8 lanes of 16 values, word k of all lanes, then word k+1. */
+static void vpack_u16(const uint16_t *restrict v, int b, uint8_t *restrict out)
+{
+    uint32_t acc[8] = {0};
+    unsigned fill = 0;
+    for (int i = 0; i < 16; i++) {
+        for (int l = 0; l < 8; l++) acc[l] |= (uint32_t)v[8 * i + l] << fill;
+        fill += (unsigned)b;
+        if (fill >= 16) {
+            for (int l = 0; l < 8; l++) {
+                om_st16(out + 2 * l, (uint16_t)acc[l]);
+                acc[l] >>= 16;
+            }
+            out += 16;
+            fill -= 16;
+        }
+    }
+}
+
+/* V32 (spec 4.4): 4 lanes of 32 values. */
+static void vpack_u32(const uint32_t *restrict v, int b, uint8_t *restrict out)
+{
+    uint64_t acc[4] = {0};
+    unsigned fill = 0;
+    for (int i = 0; i < 32; i++) {
+        for (int l = 0; l < 4; l++) acc[l] |= (uint64_t)v[4 * i + l] << fill;
+        fill += (unsigned)b;
+        if (fill >= 32) {
+            for (int l = 0; l < 4; l++) {
+                om_st32(out + 4 * l, (uint32_t)acc[l]);
+                acc[l] >>= 32;
+            }
+            out += 16;
+            fill -= 32;
+        }
+    }
+}
+
+/* V64 (spec 4.4): horizontal for b > 32, else V32 of the values, optionally
+ * with the x86 reference writer's lane order (2, 3, 0, 1) (quirk K3). */
+static void vpack_u64(const uint64_t *restrict v, int b, int x86_lanes, uint8_t *restrict out)
+{
+    if (b > 32) {
+        hpack_u64(v, 128, b, out);
+        return;
+    }
+    uint32_t t[128];
+    unsigned s = x86_lanes ? 2u : 0u;
+    for (unsigned i = 0; i < 128; i++) t[i] = (uint32_t)v[i ^ s];
+    vpack_u32(t, b, out);
+}
+
+/* Bit lengths of the block's values, counted per width. Two histograms
+ * alternate so consecutive increments do not wait on each other. */
+#define OM_HIST(cnt, v, m, BL)                                             \
+    do {                                                                   \
+        uint32_t h2_[2][66];                                               \
+        memset(h2_, 0, sizeof h2_);                                        \
+        unsigned i_ = 0;                                                   \
+        for (; i_ + 1 < (m); i_ += 2) {                                    \
+            h2_[0][BL((v)[i_])]++;                                         \
+            h2_[1][BL((v)[i_ + 1])]++;                                     \
+        }                                                                  \
+        if (i_ < (m)) h2_[0][BL((v)[i_])]++;                               \
+        for (int k_ = 0; k_ < 66; k_++) (cnt)[k_] = h2_[0][k_] + h2_[1][k_]; \
+    } while (0)
+
+/* Branch-free bit lengths: bitlen(x) = floor(log2(2x + 1)). */
+#define OM_BL16(x) (31 - __builtin_clz(((uint32_t)(x) << 1) | 1u))
+#define OM_BL32(x) (63 - __builtin_clzll(((uint64_t)(x) << 1) | 1u))
+#define OM_BL64(x) (64 - __builtin_clzll((uint64_t)(x) | 1u) - ((x) == 0))
+
+/* ---- per-width template instances ---------------------------------------- */
+
+#define OM_ENC_W 8
+#include "om_pfor_enc.c"
+#undef OM_ENC_W
+#define OM_ENC_W 16
+#include "om_pfor_enc.c"
+#undef OM_ENC_W
+#define OM_ENC_W 32
+#include "om_pfor_enc.c"
+#undef OM_ENC_W
+#define OM_ENC_W 64
+#include "om_pfor_enc.c"
+#undef OM_ENC_W
+
+/* ---- fpx (spec 8) --------------------------------------------------------- */
+
+int64_t om_fpx_encode32(const uint32_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    if (!in || !out || n == 0) return OM_E_INVALID;
+    uint32_t prev = 0;
+    size_t pos = 0;
+    uint32_t x[128];
+    for (size_t g = 0; g < n; g += 128) {
+        unsigned m = (unsigned)(n - g < 128 ? n - g : 128);
+        const uint32_t *u = in + g;
+        uint32_t o = 0;
+        x[0] = u[0] ^ prev;
+        for (unsigned i = 1; i < m; i++) x[i] = u[i] ^ u[i - 1];
+        for (unsigned i = 0; i < m; i++) o |= x[i];
+        prev = u[m - 1];
+        int hb = 32 - om_bitlen32(o);
+        if (pos >= cap) return OM_E_OUTPUT;
+        out[pos++] = (uint8_t)hb;
+        if (hb == 32) {
+            memset(x, 0, m * sizeof x[0]);
+        } else {
+            for (unsigned i = 0; i < m; i++) x[i] = rbit32(x[i] << hb);
+        }
+        int64_t r = enc_block_32(x, m, m == 128, 0, out + pos, cap - pos);
+        if (r < 0) return r;
+        pos += (size_t)r;
+    }
+    return (int64_t)pos;
+}
+
+int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *out, size_t cap)
+{
+    if (!in || !out || n == 0) return OM_E_INVALID;
+    uint64_t prev = 0;
+    size_t pos = 0;
+    uint64_t x[128];
+    for (size_t g = 0; g < n; g += 128) {
+        unsigned m = (unsigned)(n - g < 128 ? n - g : 128);
+        const uint64_t *u = in + g;
+        uint64_t o = 0;
+        x[0] = u[0] ^ prev;
+        for (unsigned i = 1; i < m; i++) x[i] = u[i] ^ u[i - 1];
+        for (unsigned i = 0; i < m; i++) o |= x[i];
+        prev = u[m - 1];
+        int hb = 64 - om_bitlen64(o);
+        if (pos >= cap) return OM_E_OUTPUT;
+        out[pos++] = (uint8_t)hb;
+        if (hb == 64) {
+            memset(x, 0, m * sizeof x[0]);
+        } else {
+            for (unsigned i = 0; i < m; i++) x[i] = rbit64(x[i] << hb);
+        }
+        int64_t r = enc_block_64(x, m, m == 128, x86_lanes, out + pos, cap - pos);
+        if (r < 0) return r;
+        pos += (size_t)r;
+    }
+    return (int64_t)pos;
+}
+
+#else /* ================= template body: one instance per OM_ENC_W ========== */
+
+#define W OM_ENC_W
+#define T OM_CAT(OM_CAT(uint, OM_ENC_W), _t)
+#define B (OM_ENC_W / 8)
+#define FN(name) OM_CAT(name, OM_ENC_W)
+#define HPACK OM_CAT(hpack_u, OM_ENC_W)
+
+#if OM_ENC_W <= 16
+#define BL(x) OM_BL16(x)
+#elif OM_ENC_W == 32
+#define BL(x) OM_BL32(x)
+#else
+#define BL(x) OM_BL64(x)
+#endif
+
+/* Pack(v, b) of spec 6: vertical layout for full blocks of the 128v coders
+ * and fpx, horizontal otherwise. */
+OM_INLINE void FN(pack_)(const T *restrict v, unsigned m, int b, int vertical, int x86_lanes,
+                         uint8_t *restrict out)
+{
+    (void)x86_lanes;
+#if W == 16
+    if (vertical) { vpack_u16(v, b, out); return; }
+#elif W == 32
+    if (vertical) { vpack_u32(v, b, out); return; }
+#elif W == 64
+    if (vertical) { vpack_u64(v, b, x86_lanes, out); return; }
+#else
+    (void)vertical;
+#endif
+    HPACK(v, m, b, out);
+}
+
+/* One PFor block of 1..128 values (spec 6.1-6.3). Returns its size or OM_E_OUTPUT. */
+static int64_t FN(enc_block_)(const T *restrict v, unsigned m, int vertical, int x86_lanes,
+                              uint8_t *restrict out, size_t cap)
+{
+    T o = 0, diff = 0;
+    const T first = v[0];
+    for (unsigned i = 0; i < m; i++) {
+        o |= v[i];
+        diff |= (T)(v[i] ^ first);
+    }
+    if (diff == 0 && first != 0) { /* constant mode */
+        int b = om_bitlen64(first);
+        int hb = (W == 64 && b >= 63) ? 63 : b;
+        if (W == 64 && b == 63) b = 64;
+        size_t k = om_ceil8((size_t)b);
+        if (cap < 1 + k) return OM_E_OUTPUT;
+        out[0] = (uint8_t)(0xC0 | hb);
+        for (size_t j = 0; j < k; j++) out[1 + j] = (uint8_t)((uint64_t)first >> (8 * j));
+        return (int64_t)(1 + k);
+    }
+    const int bmax = om_bitlen64(o);
+    if (bmax == 0) { /* all zero: plain, b = 0 */
+        if (cap < 1) return OM_E_OUTPUT;
+        out[0] = 0;
+        return 1;
+    }
+
+    uint32_t cnt[66];
+    OM_HIST(cnt, v, m, BL);
+    int b, bx;
+    choose_width(cnt, bmax, m, W, &b, &bx);
+    const size_t psize = vertical ? (size_t)16 * (size_t)b : om_ceil8((size_t)m * (size_t)b);
+
+    if (bx == 0) { /* plain */
+        if (cap < 1 + psize) return OM_E_OUTPUT;
+        out[0] = (uint8_t)(W == 64 && b == 64 ? 63 : b);
+        FN(pack_)(v, m, b, vertical, x86_lanes, out + 1);
+        return (int64_t)(1 + psize);
+    }
+
+    /* Exception modes: here 0 <= b < bmax <= W, so the mask is well defined. */
+    const T mask = (T)(((T)1 << b) - 1);
+    T low[128], high[128];
+    uint8_t pos[128];
+    unsigned xn = 0;
+    for (unsigned i = 0; i < m; i++) {
+        T x = v[i];
+        low[i] = x & mask;
+        pos[xn] = (uint8_t)i;
+        high[xn] = (T)(x >> b);
+        xn += x > mask;
+    }
+
+    if (bx <= W) { /* bitmap exceptions */
+        const size_t bm = om_ceil8(m);
+        const size_t hsize = om_ceil8((size_t)xn * (size_t)bx);
+        const size_t total = 2 + bm + hsize + psize;
+        if (cap < total) return OM_E_OUTPUT;
+        uint8_t *p = out;
+        *p++ = (uint8_t)(0x80 | b);
+        *p++ = (uint8_t)bx;
+        memset(p, 0, bm);
+        for (unsigned k = 0; k < xn; k++) p[pos[k] >> 3] |= (uint8_t)(1u << (pos[k] & 7));
+        p += bm;
+        HPACK(high, xn, bx, p);
+        p += hsize;
+        FN(pack_)(low, m, b, vertical, x86_lanes, p);
+        return (int64_t)total;
+    }
+
+    /* vb exceptions (W >= 16 only); raw fallback when the codes exceed xn*B. */
+    size_t vsize = 0;
+    for (unsigned k = 0; k < xn; k++) vsize += vb_len((uint64_t)high[k]);
+    const int raw = vsize > (size_t)xn * B;
+    if (raw) vsize = 1 + (size_t)xn * B;
+    const size_t total = 2 + psize + vsize + xn;
+    if (cap < total) return OM_E_OUTPUT;
+    uint8_t *p = out;
+    *p++ = (uint8_t)(0x40 | b);
+    *p++ = (uint8_t)xn;
+    FN(pack_)(low, m, b, vertical, x86_lanes, p);
+    p += psize;
+    if (raw) {
+        *p++ = 0xFF;
+        for (unsigned k = 0; k < xn; k++) {
+            for (int j = 0; j < B; j++) *p++ = (uint8_t)((uint64_t)high[k] >> (8 * j));
+        }
+    } else {
+        for (unsigned k = 0; k < xn; k++) p = vb_put(p, (uint64_t)high[k]);
+    }
+    memcpy(p, pos, xn);
+    return (int64_t)total;
+}
+
+/* vbx start value (spec 5.1). Returns bytes written or OM_E_OUTPUT. */
+static int64_t FN(vbx_put_)(T x, uint8_t *out, size_t cap)
+{
+    uint8_t tmp[9];
+    size_t k;
+    uint64_t u = (uint64_t)x;
+#if W == 8
+    tmp[0] = (uint8_t)u;
+    k = 1;
+#else
+    if (u < (1ull << 7)) {
+        tmp[0] = (uint8_t)u;
+        k = 1;
+    } else if (u < (1ull << 14)) {
+        tmp[0] = (uint8_t)(0x80 | (u >> 8));
+        tmp[1] = (uint8_t)u;
+        k = 2;
+    } else if (u < (1ull << 21)) {
+        tmp[0] = (uint8_t)(0xC0 | (u >> 16));
+        tmp[1] = (uint8_t)u;
+        tmp[2] = (uint8_t)(u >> 8);
+        k = 3;
+    } else if (u < (1ull << 28)) {
+        tmp[0] = (uint8_t)(0xE0 | (u >> 24));
+        tmp[1] = (uint8_t)(u >> 16);
+        tmp[2] = (uint8_t)(u >> 8);
+        tmp[3] = (uint8_t)u;
+        k = 4;
+    }
+#if W == 64
+    else if (u < (1ull << 35)) {
+        tmp[0] = (uint8_t)(0xF0 | (u >> 32));
+        om_st32(tmp + 1, (uint32_t)u);
+        k = 5;
+    } else if (u < (1ull << 42)) {
+        tmp[0] = (uint8_t)(0xF8 | (u >> 40));
+        tmp[1] = (uint8_t)(u >> 32);
+        om_st32(tmp + 2, (uint32_t)u);
+        k = 6;
+    } else if (u < (1ull << 49)) {
+        tmp[0] = (uint8_t)(0xFC | (u >> 48));
+        tmp[1] = (uint8_t)(u >> 32);
+        tmp[2] = (uint8_t)(u >> 40);
+        om_st32(tmp + 3, (uint32_t)u);
+        k = 7;
+    } else if (u < (1ull << 56)) {
+        tmp[0] = 0xFE;
+        for (int j = 0; j < 7; j++) tmp[1 + j] = (uint8_t)(u >> (8 * (6 - j)));
+        k = 8;
+    } else {
+        tmp[0] = 0xFF;
+        for (int j = 0; j < 8; j++) tmp[1 + j] = (uint8_t)(u >> (8 * j));
+        k = 9;
+    }
+#else
+    else {
+        tmp[0] = 0xF0;
+        for (int j = 0; j < 4; j++) tmp[1 + j] = (uint8_t)(u >> (8 * j));
+        k = 5;
+    }
+#endif
+#endif
+    if (cap < k) return OM_E_OUTPUT;
+    memcpy(out, tmp, k);
+    return (int64_t)k;
+}
+
+/* PFor delta stream (spec 7.2): vbx(first), then blocks of 128 deltas,
+ * vertical for full blocks of the 16/32-bit coders. */
+int64_t FN(om_pfor_encode)(const T *in, size_t n, int zigzag, uint8_t *out, size_t cap)
+{
+    if (!in || !out || n == 0) return OM_E_INVALID;
+    int64_t r = FN(vbx_put_)(in[0], out, cap);
+    if (r < 0) return r;
+    size_t pos = (size_t)r;
+    const int v128 = (W == 16 || W == 32);
+    T d[128];
+    for (size_t s = 1; s < n; s += 128) {
+        unsigned m = (unsigned)(n - s < 128 ? n - s : 128);
+        const T *u = in + s;
+        if (zigzag) {
+            for (unsigned i = 0; i < m; i++) {
+                T t = (T)(u[i] - u[(int)i - 1]);
+                d[i] = (T)((T)(t << 1) ^ (T)(0 - (T)(t >> (W - 1))));
+            }
+        } else {
+            for (unsigned i = 0; i < m; i++) d[i] = (T)(u[i] - u[(int)i - 1]);
+        }
+        r = FN(enc_block_)(d, m, v128 && m == 128, 0, out + pos, cap - pos);
+        if (r < 0) return r;
+        pos += (size_t)r;
+    }
+    return (int64_t)pos;
+}
+
+#undef W
+#undef T
+#undef B
+#undef FN
+#undef HPACK
+#undef BL
+
+#endif
