@@ -20,7 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xarray_om._om_native import ffi, lib
 
-from xarray_om._native import ArrayCodec, encode_block, encode_chunk, encode_lut
+from xarray_om._native import (
+    ArrayCodec,
+    decode_chunk,
+    decode_lut,
+    encode_block,
+    encode_chunk,
+    encode_lut,
+)
 from xarray_om.errors import OmEncodingError
 from xarray_om.format.records import array_type_for, encode_array_record, encode_trailer
 
@@ -658,6 +665,37 @@ def test_natural_lane_order_readable_by_reference(tmp_path):
     out = tmp_path / "back.npy"
     subprocess.run([sys.executable, "-c", code, str(path), str(out)], check=True, timeout=60)
     np.testing.assert_array_equal(np.load(out), a)
+
+
+# --------------------------------------------------------------------------- round trips
+
+LOSSLESS_PAIRS = [(t, c) for t, c in VALID_PAIRS if c == 1 or not t.startswith("float")]
+
+
+@pytest.mark.parametrize(("dtype", "compression"), LOSSLESS_PAIRS)
+@settings(SETTINGS, max_examples=80)
+@given(data=st.data(), x86=st.booleans())
+def test_lossless_round_trip(dtype, compression, data, x86):
+    """decode(encode(x)) == x bit for bit, consuming exactly the encoded bytes."""
+    values, _, _ = data.draw(chunk_case(dtype, compression))
+    enc = encode_chunk(values, compression, x86_lanes=x86)
+    back, used = decode_chunk(
+        enc, values.dtype, compression, values.size, values.shape[-1], x86_lanes=x86
+    )
+    assert used == len(enc)
+    assert (
+        back.view(f"u{values.itemsize}").tolist()
+        == values.ravel().view(f"u{values.itemsize}").tolist()
+    )
+
+
+def test_lut_round_trip():
+    rng = np.random.default_rng(3)
+    for n in [1, 2, 63, 64, 65, 127, 128, 129, 1000]:
+        lut = 3 + np.concatenate([[0], np.cumsum(rng.integers(1, 10**6, n - 1))]).astype(np.uint64)
+        data, stride = encode_lut(lut)
+        assert len(data) == stride * -(-n // 64)
+        assert decode_lut(data, n, stride).tolist() == lut.tolist()
 
 
 # --------------------------------------------------------------------------- errors
