@@ -29,20 +29,33 @@ OM_INLINE double om_ldd(const uint8_t *p) { double v; memcpy(&v, p, 8); return v
 
 /* ---- value steps (spec 2.1-2.4) ------------------------------------------ */
 
-/* round_half_away + clamp to int16, NaN -> 32767 (spec 2.1). Clamping to
- * +-40000 first keeps the truncating conversion in range and does not change
- * the result; a NaN fails the first comparison and becomes 40000 -> 32767,
- * which is the sentinel both for NaN inputs and NaN produced by arithmetic. */
-OM_INLINE int16_t om_q16(float s)
+OM_INLINE uint32_t om_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+OM_INLINE float om_bitsf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+OM_INLINE uint64_t om_dbits(double f) { uint64_t u; memcpy(&u, &f, 8); return u; }
+OM_INLINE double om_bitsd(uint64_t u) { double f; memcpy(&f, &u, 8); return f; }
+
+/* The selects below are written as bit masks rather than ?: on floats: gcc
+ * then keeps the loops branch-free and vectorises them (with float ?: it
+ * falls back to branches to preserve FP-exception semantics). Values outside
+ * the conversion range are replaced by 0 before converting, so no conversion
+ * is ever out of range (undefined in C); their result is selected by mask. */
+
+/* round_half_away(s) clamped to int16; NaN -> 32767 (spec 2.1). For |s| <
+ * 65536 the truncation remainder d = s - trunc(s) is exact (|s| < 2^23 or s is
+ * an integer), so comparing d with +-0.5 rounds exactly, ties away from 0. */
+OM_INLINE int32_t om_q16(float s)
 {
-    s = s < 40000.0f ? s : 40000.0f;
-    s = s > -40000.0f ? s : -40000.0f;
-    int32_t t = (int32_t)s;
-    float d = s - (float)t; /* exact: t is s truncated and |s| < 2^23 */
+    const uint32_t u = om_fbits(s), a = u & 0x7FFFFFFFu;
+    const uint32_t in = 0u - (uint32_t)(a < 0x47800000u); /* |s| < 65536, not NaN */
+    const float s2 = om_bitsf(u & in);
+    int32_t t = (int32_t)s2;
+    const float d = s2 - (float)t;
     t += (d >= 0.5f) - (d <= -0.5f);
     t = t < 32767 ? t : 32767;
     t = t > -32768 ? t : -32768;
-    return (int16_t)t;
+    /* NaN and large positive values clamp to 32767, large negative to -32768 */
+    const int32_t big = ((a > 0x7F800000u) | !(u >> 31)) ? 32767 : -32768;
+    return (int32_t)(((uint32_t)t & in) | ((uint32_t)big & ~in));
 }
 
 static void value_int16(const uint8_t *restrict src, size_t n, float sf, float ao,
@@ -51,39 +64,45 @@ static void value_int16(const uint8_t *restrict src, size_t n, float sf, float a
     for (size_t i = 0; i < n; i++) {
         float a = om_ldf(src + 4 * i) + ao;
         float s = a * sf;
-        q[i] = om_q16(s);
+        q[i] = (int16_t)om_q16(s);
     }
 }
 
+/* Spec 2.2: add_offset is ignored. log10f is a library call, so the logs are
+ * computed in a first pass and the vectorisable quantisation in a second. */
 static void value_int16_log(const uint8_t *restrict src, size_t n, float sf,
                             int16_t *restrict q)
 {
-    for (size_t i = 0; i < n; i++) {
-        float t = 1.0f + om_ldf(src + 4 * i);
-        float l = log10f(t);
-        float s = l * sf;
-        q[i] = om_q16(s);
+    float l[256];
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        size_t m = n - i0 < 256 ? n - i0 : 256;
+        for (size_t i = 0; i < m; i++) l[i] = log10f(1.0f + om_ldf(src + 4 * (i0 + i)));
+        for (size_t i = 0; i < m; i++) {
+            float s = l[i] * sf;
+            q[i0 + i] = (int16_t)om_q16(s);
+        }
     }
 }
 
-/* Spec 2.3: |s| >= 2^31 and NaN arithmetic give INT32_MIN (the x86 reference's
- * out-of-range conversion, quirk K5); NaN inputs give the INT32_MAX sentinel.
- * Within range, floats with |s| >= 2^23 are integers, and for smaller ones the
- * truncation remainder is exact, so the half-away rounding is exact. */
+/* Spec 2.3: |s| >= 2^31 and NaN from the arithmetic give INT32_MIN (the x86
+ * reference's out-of-range conversion, quirk K5); NaN inputs give the
+ * INT32_MAX sentinel. Rounding as in om_q16 (exact: |s| >= 2^23 is integral). */
 static void value_int32(const uint8_t *restrict src, size_t n, float sf, float ao,
                         int32_t *restrict q)
 {
     for (size_t i = 0; i < n; i++) {
-        float v = om_ldf(src + 4 * i);
-        float a = v + ao;
-        float s = a * sf;
-        int ok = (s < 2147483648.0f) & (s > -2147483648.0f);
-        float s2 = ok ? s : 0.0f;
+        const float v = om_ldf(src + 4 * i);
+        const float a = v + ao;
+        const float s = a * sf;
+        const uint32_t u = om_fbits(s);
+        const uint32_t in = 0u - (uint32_t)((u & 0x7FFFFFFFu) < 0x4F000000u); /* |s| < 2^31 */
+        const float s2 = om_bitsf(u & in);
         int32_t t = (int32_t)s2;
-        float d = s2 - (float)t;
+        const float d = s2 - (float)t;
         t += (d >= 0.5f) - (d <= -0.5f);
-        t = ok ? t : INT32_MIN;
-        q[i] = v != v ? INT32_MAX : t;
+        uint32_t r = ((uint32_t)t & in) | (0x80000000u & ~in);
+        const uint32_t nan = 0u - (uint32_t)((om_fbits(v) & 0x7FFFFFFFu) > 0x7F800000u);
+        q[i] = (int32_t)((r & ~nan) | (0x7FFFFFFFu & nan));
     }
 }
 
@@ -93,16 +112,19 @@ static void value_int64(const uint8_t *restrict src, size_t n, float sf, float a
 {
     const double sfd = (double)sf, aod = (double)ao;
     for (size_t i = 0; i < n; i++) {
-        double v = om_ldd(src + 8 * i);
-        double a = v + aod;
-        double s = a * sfd;
-        int ok = (s < 9223372036854775808.0) & (s > -9223372036854775808.0);
-        double s2 = ok ? s : 0.0;
+        const double v = om_ldd(src + 8 * i);
+        const double a = v + aod;
+        const double s = a * sfd;
+        const uint64_t u = om_dbits(s);
+        const uint64_t in = 0u - (uint64_t)((u & 0x7FFFFFFFFFFFFFFFull) < 0x43E0000000000000ull);
+        const double s2 = om_bitsd(u & in);
         int64_t t = (int64_t)s2;
-        double d = s2 - (double)t;
+        const double d = s2 - (double)t;
         t += (d >= 0.5) - (d <= -0.5);
-        t = ok ? t : INT64_MIN;
-        q[i] = v != v ? INT64_MAX : t;
+        uint64_t r = ((uint64_t)t & in) | (0x8000000000000000ull & ~in);
+        const uint64_t nan =
+            0u - (uint64_t)((om_dbits(v) & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull);
+        q[i] = (int64_t)((r & ~nan) | (0x7FFFFFFFFFFFFFFFull & nan));
     }
 }
 
