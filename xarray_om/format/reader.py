@@ -1,0 +1,803 @@
+"""Reading OM files: :class:`OmFile` and the nodes of its record tree.
+
+Opening costs the file size and one tail read (records are usually inside
+it). The tree is decoded lazily, one record at a time. Array reads plan
+which chunks a numpy key touches, fetch their LUT groups and byte ranges
+with as few requests as the merge policy allows, and decode every chunk
+straight into the output with one native call.
+
+Everything pickles cheaply (source spec + record offsets). In the receiving
+process the file is reopened on first use and shared, per process, by every
+object restored from the same file, so LUT groups are read once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import _native
+from ..errors import OmFormatError
+from .layout import (
+    Grid,
+    LegacyLut,
+    Lut,
+    V3Lut,
+    check_plausible,
+    normalize_key,
+    plan_reads,
+)
+from .records import (
+    ARRAY_DTYPES,
+    COMPRESSION_NAMES,
+    LEGACY_HEADER_SIZE,
+    TRAILER_SIZE,
+    LegacyHeader,
+    Record,
+    parse_legacy_header,
+    parse_record,
+    parse_trailer,
+)
+from .source import Source, SourceSpec, open_source
+
+__all__ = ["MAX_DEPTH", "OmArray", "OmFile", "OmGroup", "OmNode", "OmScalar"]
+
+# Reference writers never nest deeply; the cap stops crafted chains of records.
+MAX_DEPTH = 256
+_REGISTRY_SIZE = 64
+
+
+# --------------------------------------------------------------------------- file core
+
+
+@dataclass(frozen=True, slots=True)
+class _FileState:
+    """What identifies an opened file across processes (pickled with every object)."""
+
+    spec: SourceSpec
+    size: int
+    version: int
+    root_offset: int
+    root_size: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.spec.key, self.size, self.version, self.root_offset, self.root_size)
+
+
+class _Core:
+    """Per-process state of one opened file: source, parsed records, LUT caches."""
+
+    def __init__(self, source: Source, io_size_max: int, io_size_merge: int) -> None:
+        self.source = source
+        self.name = source.name
+        self.io_size_max = io_size_max
+        self.io_size_merge = io_size_merge
+        self.records: dict[tuple[int, int], Record] = {}
+        self.luts: dict[tuple[int, int], Lut] = {}
+        self.shared = False
+        self.legacy: LegacyHeader | None = None
+        self.version, self.root_offset, self.root_size = self._detect()
+        self.state = _FileState(
+            source.spec, source.size, self.version, self.root_offset, self.root_size
+        )
+
+    def _bad(self, msg: str) -> OmFormatError:
+        return OmFormatError(msg, source=self.name)
+
+    def _detect(self) -> tuple[int, int, int]:
+        # Container spec 1: the trailer first (a v3 file also starts with "OM").
+        src = self.source
+        size = src.size
+        if size == 0:
+            raise self._bad("not an OM file: the file is empty")
+        if size >= TRAILER_SIZE:
+            trailer = parse_trailer(src.read_range(size - TRAILER_SIZE, size))
+            if trailer is not None:
+                off, sz = trailer
+                if sz == 0 or off > size or sz > size - off:
+                    raise self._bad(
+                        f"trailer points to a root record [{off}, +{sz}) outside the file "
+                        f"of {size} bytes"
+                    )
+                return 3, off, sz
+        head = src.read_range(0, min(size, LEGACY_HEADER_SIZE))
+        if head[:3] == b"OM\x03":
+            raise self._bad(
+                "OM v3 file without a valid trailer: truncated, or not completely written/uploaded"
+            )
+        if head[:2] == b"OM" and len(head) >= 3 and head[2] in (1, 2):
+            if size < LEGACY_HEADER_SIZE:
+                raise self._bad(f"legacy OM file of {size} bytes is shorter than its header")
+            header = parse_legacy_header(head, source=self.name)
+            assert header is not None
+            self.legacy = header
+            return header.version, 0, LEGACY_HEADER_SIZE
+        raise self._bad("not an OM file (no OM v3 trailer and no legacy OM header)")
+
+    def record(self, offset: int, size: int) -> Record:
+        key = (offset, size)
+        rec = self.records.get(key)
+        if rec is not None:
+            return rec
+        if self.legacy is not None:
+            h = self.legacy
+            if key != (0, LEGACY_HEADER_SIZE):
+                raise self._bad(f"legacy files have no record at {offset}")
+            n = h.n_chunks
+            rec = Record(
+                offset=0,
+                size=LEGACY_HEADER_SIZE,
+                data_type=20,
+                compression=h.compression,
+                name="",
+                children=(),
+                lut_size=8 * n,
+                lut_offset=LEGACY_HEADER_SIZE,
+                scale_factor=h.scale_factor,
+                add_offset=0.0,
+                dims=h.dims,
+                chunks=h.chunks,
+            )
+        else:
+            fsize = self.source.size
+            if size == 0 or offset > fsize or size > fsize - offset:
+                raise self._bad(
+                    f"record [{offset}, +{size}) lies outside the file of {fsize} bytes"
+                )
+            buf = self.source.read_range(offset, offset + size)
+            rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+        self.records[key] = rec
+        return rec
+
+    def lut(self, rec: Record) -> Lut:
+        key = (rec.offset, rec.size)
+        lut = self.luts.get(key)
+        if lut is None:
+            n_chunks = Grid(rec.dims, rec.chunks).n_chunks
+            what = f"array {rec.name!r} (record at {rec.offset})"
+            kw = {
+                "what": what,
+                "io_size_max": self.io_size_max,
+                "io_size_merge": self.io_size_merge,
+            }
+            if self.legacy is not None:
+                lut = LegacyLut(self.source, n_chunks, **kw)
+            else:
+                lut = V3Lut(self.source, n_chunks, rec.lut_offset, rec.lut_size, **kw)
+            self.luts[key] = lut
+        return lut
+
+
+_REGISTRY: OrderedDict[tuple, _Core] = OrderedDict()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _register(core: _Core) -> None:
+    with _REGISTRY_LOCK:
+        _REGISTRY[core.state.key] = core
+        _REGISTRY.move_to_end(core.state.key)
+        while len(_REGISTRY) > _REGISTRY_SIZE:
+            _REGISTRY.popitem(last=False)
+
+
+def _core_for(state: _FileState, io_size_max: int, io_size_merge: int) -> _Core:
+    key = state.key
+    with _REGISTRY_LOCK:
+        core = _REGISTRY.get(key)
+        if core is not None and not core.source.closed:
+            _REGISTRY.move_to_end(key)
+            core.shared = True
+            return core
+    source = state.spec.open()
+    if source.size != state.size:
+        raise OmFormatError(
+            f"the file changed since it was opened: now {source.size} bytes, was {state.size}",
+            source=source.name,
+        )
+    core = _Core(source, io_size_max, io_size_merge)
+    if core.state.key != key:
+        raise OmFormatError(
+            "the file changed since it was opened: its root record moved", source=source.name
+        )
+    with _REGISTRY_LOCK:
+        existing = _REGISTRY.get(key)
+        if existing is not None and not existing.source.closed:
+            existing.shared = True
+            source.close()
+            return existing
+        core.shared = True
+        _REGISTRY[key] = core
+        while len(_REGISTRY) > _REGISTRY_SIZE:
+            _REGISTRY.popitem(last=False)
+    return core
+
+
+# --------------------------------------------------------------------------- OmFile
+
+
+class OmFile:
+    """An OM file (v3, or legacy v1/v2 exposed as a root float32 array named "").
+
+    Parameters
+    ----------
+    source
+        Local path, fsspec URL, ``(fs, path)`` tuple, ``bytes``, binary
+        file-like object, or an opened :class:`~xarray_om.format.source.Source`.
+    storage_options
+        fsspec options for a URL.
+    io_size_max, io_size_merge
+        Read planning: a read is at most ``io_size_max`` bytes (unless a single
+        chunk is larger) and bridges gaps of at most ``io_size_merge`` bytes
+        between needed ranges (container spec 8.3).
+
+    Examples
+    --------
+    >>> with OmFile("era5.om") as f:  # doctest: +SKIP
+    ...     t = f["temperature_2m"][10, 20, :]
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        storage_options: dict | None = None,
+        io_size_max: int = 65536,
+        io_size_merge: int = 512,
+    ) -> None:
+        if io_size_max < 1 or io_size_merge < 0:
+            raise ValueError("io_size_max must be >= 1 and io_size_merge >= 0")
+        src = open_source(source, storage_options=storage_options)
+        try:
+            core = _Core(src, int(io_size_max), int(io_size_merge))
+        except BaseException:
+            if not isinstance(source, Source):
+                src.close()
+            raise
+        self._state = core.state
+        self._core_obj: _Core | None = core
+        self._io = (int(io_size_max), int(io_size_merge))
+        self._closed = False
+        self._root: OmNode | None = None
+        if not isinstance(src.spec, _unpicklable_specs()):
+            _register(core)
+
+    @classmethod
+    def _restore(cls, state: _FileState, io: tuple[int, int]) -> OmFile:
+        self = cls.__new__(cls)
+        self._state = state
+        self._core_obj = None
+        self._io = io
+        self._closed = False
+        self._root = None
+        return self
+
+    def __reduce__(self):
+        return (OmFile._restore, (self._state, self._io))
+
+    @property
+    def _core(self) -> _Core:
+        core = self._core_obj
+        if core is None:
+            if self._closed:
+                raise ValueError(f"I/O operation on a closed OmFile ({self.source_name})")
+            core = _core_for(self._state, *self._io)
+            self._core_obj = core
+        elif self._closed:
+            raise ValueError(f"I/O operation on a closed OmFile ({self.source_name})")
+        return core
+
+    # -- public API
+
+    @property
+    def source_name(self) -> str:
+        """Path / URL of the file, as used in error messages."""
+        return self._state.spec.name
+
+    @property
+    def version(self) -> int:
+        """Container generation: 1, 2 (legacy) or 3."""
+        return self._state.version
+
+    @property
+    def size(self) -> int:
+        """File size in bytes."""
+        return self._state.size
+
+    @property
+    def source(self) -> Source:
+        """The :class:`~xarray_om.format.source.Source` the file reads from."""
+        return self._core.source
+
+    @property
+    def spec(self) -> SourceSpec:
+        """Picklable description of where the file lives."""
+        return self._state.spec
+
+    @property
+    def io_size_max(self) -> int:
+        return self._io[0]
+
+    @property
+    def io_size_merge(self) -> int:
+        return self._io[1]
+
+    @property
+    def root(self) -> OmNode:
+        """The root node (group, array or scalar)."""
+        root = self._root
+        if root is None:
+            st = self._state
+            rec = self._core.record(st.root_offset, st.root_size)
+            root = _make_node(self, rec, "", ())
+            self._root = root
+        return root
+
+    def __getitem__(self, path: str) -> OmNode:
+        if path in ("", "/"):
+            return self.root
+        return self.root[path]
+
+    def close(self) -> None:
+        """Close the file (idempotent). Pickled copies elsewhere are unaffected."""
+        if self._closed:
+            return
+        self._closed = True
+        core = self._core_obj
+        self._core_obj = None
+        self._root = None
+        if core is None:
+            return
+        with _REGISTRY_LOCK:
+            if _REGISTRY.get(core.state.key) is core and not core.shared:
+                del _REGISTRY[core.state.key]
+            shared = core.shared
+        if not shared:
+            core.source.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> OmFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __dask_tokenize__(self) -> tuple:
+        st = self._state
+        return ("xarray_om.OmFile", st.spec.name, st.size, st.root_offset, st.root_size, st.version)
+
+    def __repr__(self) -> str:
+        return f"<OmFile {self.source_name!r} v{self.version} size={self.size}>"
+
+
+def _unpicklable_specs() -> tuple[type, ...]:
+    from .source import FileObjSpec
+
+    return (FileObjSpec,)
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _make_node(file: OmFile, rec: Record, path: str, ancestors: tuple[int, ...]) -> OmNode:
+    kind = rec.kind
+    cls: type[OmNode] = OmArray if kind == "array" else OmScalar if kind == "scalar" else OmGroup
+    node = cls.__new__(cls)
+    node._init(file, rec.offset, rec.size, path, ancestors, rec)
+    return node
+
+
+def _restore_node(
+    cls: type, file: OmFile, offset: int, size: int, path: str, ancestors: tuple[int, ...]
+) -> OmNode:
+    node = cls.__new__(cls)
+    node._init(file, offset, size, path, ancestors, None)
+    return node
+
+
+class OmNode:
+    """A record of the tree: base of :class:`OmGroup`, :class:`OmArray`, :class:`OmScalar`."""
+
+    kind = "node"
+    __slots__ = (
+        "__weakref__",
+        "_ancestors",
+        "_children",
+        "_file",
+        "_offset",
+        "_path",
+        "_rec",
+        "_size",
+    )
+
+    def _init(
+        self,
+        file: OmFile,
+        offset: int,
+        size: int,
+        path: str,
+        ancestors: tuple[int, ...],
+        rec: Record | None,
+    ) -> None:
+        self._file = file
+        self._offset = offset
+        self._size = size
+        self._path = path
+        self._ancestors = ancestors
+        self._rec = rec
+        self._children: list[OmNode] | None = None
+        if rec is not None:
+            self._validate(rec)
+
+    def _validate(self, rec: Record) -> None:
+        """Checks beyond the record layout (overridden by arrays)."""
+
+    @property
+    def _record(self) -> Record:
+        rec = self._rec
+        if rec is None:
+            rec = self._file._core.record(self._offset, self._size)
+            self._validate(rec)
+            self._rec = rec
+        return rec
+
+    def __reduce__(self):
+        return (
+            _restore_node,
+            (type(self), self._file, self._offset, self._size, self._path, self._ancestors),
+        )
+
+    def __dask_tokenize__(self) -> tuple:
+        return (
+            f"xarray_om.{type(self).__name__}",
+            self._file.__dask_tokenize__(),
+            self._offset,
+            self._size,
+            self._path,
+        )
+
+    # -- tree
+
+    @property
+    def name(self) -> str:
+        """The record's name (may be empty)."""
+        return self._record.name
+
+    @property
+    def path(self) -> str:
+        """Names from the root's children down to this node joined by "/" ("" for the root)."""
+        return self._path
+
+    @property
+    def file(self) -> OmFile:
+        return self._file
+
+    @property
+    def record_offset(self) -> int:
+        return self._offset
+
+    @property
+    def record_size(self) -> int:
+        return self._size
+
+    @property
+    def children(self) -> list[OmNode]:
+        """Child nodes in file order."""
+        children = self._children
+        if children is None:
+            rec = self._record
+            chain = (*self._ancestors, self._offset)
+            if rec.children and len(chain) > MAX_DEPTH:
+                raise OmFormatError(
+                    f"record tree deeper than {MAX_DEPTH} levels at {self._path!r}",
+                    source=self._file.source_name,
+                )
+            core = self._file._core
+            children = []
+            for off, sz in rec.children:
+                if off in chain:
+                    raise OmFormatError(
+                        f"record at {off} is its own ancestor (cycle below {self._path!r})",
+                        source=self._file.source_name,
+                    )
+                child = core.record(off, sz)
+                path = f"{self._path}/{child.name}" if self._ancestors or self._path else child.name
+                children.append(_make_node(self._file, child, path, chain))
+            self._children = children
+        return children
+
+    @property
+    def child_names(self) -> list[str]:
+        return [c.name for c in self.children]
+
+    def _child(self, name: str) -> OmNode:
+        for c in self.children:
+            if c.name == name:
+                return c
+        raise KeyError(f"{name!r} not found in {self._path or '/'!r} of {self._file.source_name}")
+
+    def __getitem__(self, key: str) -> OmNode:
+        if not isinstance(key, str):
+            raise TypeError(f"child lookup needs a name or path, not {type(key).__name__}")
+        # An exact name first: names may contain "/".
+        for c in self.children:
+            if c.name == key:
+                return c
+        node: OmNode = self
+        for part in key.strip("/").split("/"):
+            node = node._child(part)
+        return node
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self[key]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Direct scalar children as ``{name: value}`` (first one wins on duplicates)."""
+        out: dict[str, Any] = {}
+        for c in self.children:
+            if isinstance(c, OmScalar) and c.name not in out:
+                out[c.name] = c.value
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._path or '/'!r}>"
+
+
+class OmGroup(OmNode):
+    """A group record: a named container of children."""
+
+    kind = "group"
+    __slots__ = ()
+
+
+class OmScalar(OmNode):
+    """A scalar record (an attribute when its parent is a group or array)."""
+
+    kind = "scalar"
+    __slots__ = ()
+
+    @property
+    def value(self) -> Any:
+        """The value: a numpy scalar of the stored type, or ``str``."""
+        return self._record.value
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        """numpy dtype of the value, None for strings."""
+        return self._record.dtype
+
+
+class OmArray(OmNode):
+    """An array record: n-D, chunked and compressed."""
+
+    kind = "array"
+    __slots__ = ("_codec", "_grid")
+
+    def _init(self, *args: Any) -> None:
+        self._codec: _native.ArrayCodec | None = None
+        self._grid: Grid | None = None
+        super()._init(*args)
+
+    def _validate(self, rec: Record) -> None:
+        check_plausible(
+            rec.dims,
+            rec.chunks,
+            self._file.size,
+            f"array {rec.name!r} (record at {rec.offset})",
+            self._file.source_name,
+        )
+
+    # -- metadata
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._record.dims
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """OM chunk shape."""
+        return self._record.chunks
+
+    @property
+    def dtype(self) -> np.dtype:
+        return ARRAY_DTYPES[self._record.data_type].newbyteorder("=")
+
+    @property
+    def ndim(self) -> int:
+        return len(self._record.dims)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self._record.dims:
+            n *= d
+        return n
+
+    @property
+    def compression(self) -> str:
+        return COMPRESSION_NAMES[self._record.compression]
+
+    @property
+    def compression_id(self) -> int:
+        return self._record.compression
+
+    @property
+    def scale_factor(self) -> float:
+        return self._record.scale_factor
+
+    @property
+    def add_offset(self) -> float:
+        return self._record.add_offset
+
+    @property
+    def grid(self) -> Grid:
+        g = self._grid
+        if g is None:
+            rec = self._record
+            g = self._grid = Grid(rec.dims, rec.chunks)
+        return g
+
+    @property
+    def chunk_grid(self) -> tuple[int, ...]:
+        """Number of chunks along each dimension."""
+        return self.grid.grid
+
+    @property
+    def n_chunks(self) -> int:
+        return self.grid.n_chunks
+
+    @property
+    def codec(self) -> _native.ArrayCodec:
+        c = self._codec
+        if c is None:
+            rec = self._record
+            c = self._codec = _native.ArrayCodec(
+                rec.data_type,
+                rec.compression,
+                rec.dims,
+                rec.chunks,
+                rec.scale_factor,
+                rec.add_offset,
+            )
+        return c
+
+    @property
+    def _lut(self) -> Lut:
+        return self._file._core.lut(self._record)
+
+    @property
+    def nbytes_compressed(self) -> int:
+        """Sum of the compressed chunk sizes."""
+        starts, stops = self.chunk_ranges([0, self.n_chunks - 1])
+        return int(stops[-1] - starts[0])
+
+    # -- chunks
+
+    def chunk_index(self, coords: Any) -> int:
+        return self.grid.chunk_index(tuple(coords))
+
+    def chunk_coords(self, index: int) -> tuple[int, ...]:
+        return self.grid.chunk_coords(index)
+
+    def chunk_slices(self, index: int) -> tuple[slice, ...]:
+        return self.grid.chunk_slices(index)
+
+    def chunk_ranges(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute byte ranges ``(starts, stops)`` (uint64) of chunks ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = self.n_chunks
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise IndexError(f"chunk index outside 0..{n - 1}")
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        starts, stops = self._lut.ranges(uniq)
+        return starts[inverse].astype(np.uint64), stops[inverse].astype(np.uint64)
+
+    def decode_chunk(self, index: int, data: Any) -> np.ndarray:
+        """Decode the compressed bytes of chunk ``index`` to its clipped shape."""
+        shape = self.grid.chunk_shape(index)
+        n = 1
+        for s in shape:
+            n *= s
+        rec = self._record
+        values, used = _native.decode_chunk(
+            data,
+            self.dtype,
+            rec.compression,
+            n,
+            shape[-1],
+            rec.scale_factor,
+            rec.add_offset,
+            source=self._file.source_name,
+        )
+        nbytes = memoryview(data).nbytes
+        if used != nbytes:
+            raise OmFormatError(
+                f"chunk {index} of {self._path or '/'!r} decoded from {used} of its {nbytes} bytes",
+                source=self._file.source_name,
+            )
+        return values.reshape(shape)
+
+    # -- data
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        return self.read(key)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.read(...)
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def read(self, key: Any = ..., out: np.ndarray | None = None) -> np.ndarray:
+        """Read ``self[key]`` (numpy basic indexing plus outer integer arrays).
+
+        Parameters
+        ----------
+        key
+            Integers (drop the axis), slices with any step, ``Ellipsis`` and
+            1-D integer/boolean arrays; several arrays index orthogonally.
+        out
+            Optional preallocated output of the result's shape and dtype.
+        """
+        rec = self._record
+        sel = normalize_key(key, rec.dims)
+        shape = sel.shape
+        dtype = self.dtype
+        if out is not None:
+            if out.shape != shape or out.dtype != dtype:
+                raise ValueError(
+                    f"out has shape {out.shape} and dtype {out.dtype}, the read gives "
+                    f"{shape} {dtype}"
+                )
+        if sel.size == 0:
+            return out if out is not None else np.empty(shape, dtype)
+        core = self._file._core
+        idx = self.grid.touched(sel)
+        starts, stops = core.lut(rec).ranges(idx)
+        name = core.name
+        plan = plan_reads(
+            starts,
+            stops,
+            io_size_merge=self._file._io[1],
+            io_size_max=self._file._io[0],
+            source=name,
+        )
+        buf = np.empty(plan.nbytes, np.uint8)
+        core.source.read_into(plan.read_starts, plan.read_stops, buf)
+        if out is not None and out.flags.c_contiguous:
+            target = out
+        else:
+            target = np.empty(shape, dtype)
+        _native.decode_select(
+            self.codec,
+            target.reshape(sel.full_shape),
+            sel.index,
+            idx,
+            buf,
+            plan.chunk_off,
+            plan.chunk_len,
+            source=name,
+        )
+        if out is not None and target is not out:
+            out[...] = target
+            return out
+        return target
+
+    def __repr__(self) -> str:
+        rec = self._record
+        return (
+            f"<OmArray {self._path or '/'!r} shape={rec.dims} chunks={rec.chunks} "
+            f"dtype={self.dtype} compression={self.compression}>"
+        )

@@ -1,0 +1,528 @@
+"""Where the bytes of an OM file come from.
+
+A :class:`Source` serves byte ranges of one immutable file: a local path
+(``os.pread`` on a kept-open descriptor), an fsspec URL or ``(fs, path)``
+(``fs.cat_ranges``: one batched request for many ranges), a binary file-like
+object (seek/read) or a ``bytes`` object.
+
+Every source fetches the last ``min(size, 64 KiB)`` bytes once when it is
+opened and serves later reads that fall inside that *tail* from memory:
+default writers put the trailer and all metadata records at the end of the
+file, so opening a remote file and walking its tree costs about two requests
+(size + tail).
+
+A source is described by a small picklable :class:`SourceSpec`;
+``spec.open()`` opens the same bytes again in another process. Sources
+themselves pickle as their spec and reconnect lazily (after unpickling and in
+a forked child) on the first read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import OmFormatError
+
+__all__ = [
+    "DEFAULT_TAIL_SIZE",
+    "BytesSpec",
+    "FileObjSpec",
+    "FsspecSpec",
+    "LocalSpec",
+    "Source",
+    "SourceSpec",
+    "UrlSpec",
+    "open_source",
+]
+
+DEFAULT_TAIL_SIZE = 64 * 1024
+
+# Bumped in every forked child: descriptors, sockets and event loops inherited
+# from the parent are not reused (fsspec's async loops do not survive a fork).
+_FORK_GENERATION = 0
+
+
+def _after_fork() -> None:
+    global _FORK_GENERATION
+    _FORK_GENERATION += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+class SourceSpec(ABC):
+    """Picklable description of a source; ``open()`` gives a new :class:`Source`."""
+
+    name: str
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """Return the handle the source reads through (fd, filesystem, object)."""
+
+    def open(self, tail_size: int = DEFAULT_TAIL_SIZE, *, lazy: bool = False) -> Source:
+        """Open the described bytes: gets the size and reads the tail.
+
+        With ``lazy=True`` nothing happens until the first read.
+        """
+        return Source(self, tail_size=tail_size, lazy=lazy)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the described bytes' location (for per-process caches)."""
+        cached = getattr(self, "_key_cache", None)
+        if cached is None:
+            try:
+                raw = pickle.dumps(self, protocol=4)
+            except Exception:  # unpicklable (file-like): identity of the object
+                raw = f"{type(self).__name__}:{id(self)}".encode()
+            cached = hashlib.sha1(raw).hexdigest()
+            object.__setattr__(self, "_key_cache", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        state = {k: getattr(self, k) for k in self.__dataclass_fields__}  # type: ignore[attr-defined]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+
+@dataclass(frozen=True, eq=False)
+class LocalSpec(SourceSpec):
+    """A local file, read with ``os.pread``."""
+
+    path: str
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.path
+
+    def _connect(self) -> Any:
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+        return os.open(self.path, flags)
+
+
+@dataclass(frozen=True, eq=False)
+class UrlSpec(SourceSpec):
+    """An fsspec URL plus storage options; the filesystem is rebuilt on connect."""
+
+    url: str
+    storage_options: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.url
+
+    def _connect(self) -> Any:
+        import fsspec.core
+
+        fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return fs, path
+
+
+@dataclass(frozen=True, eq=False)
+class FsspecSpec(SourceSpec):
+    """A path on a given fsspec filesystem (the filesystem object pickles itself)."""
+
+    fs: Any
+    path: str
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        try:
+            return str(self.fs.unstrip_protocol(self.path))
+        except Exception:
+            return self.path
+
+    def _connect(self) -> Any:
+        return self.fs, self.path
+
+
+@dataclass(frozen=True, eq=False)
+class BytesSpec(SourceSpec):
+    """Bytes held in memory (pickles by value)."""
+
+    data: bytes
+    label: str = "<bytes>"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.label
+
+    def _connect(self) -> Any:
+        return memoryview(self.data)
+
+
+@dataclass(frozen=True, eq=False)
+class FileObjSpec(SourceSpec):
+    """A binary file-like object; only usable in this process."""
+
+    fileobj: Any
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        label = getattr(self.fileobj, "name", None)
+        return str(label) if isinstance(label, (str, os.PathLike)) else repr(self.fileobj)
+
+    def _connect(self) -> Any:
+        return self.fileobj
+
+    def __reduce__(self):
+        raise TypeError(
+            f"cannot pickle an OM file opened from a file-like object ({self.name}); "
+            "open it from a path, URL or (fs, path) to use it in other processes"
+        )
+
+    def __getstate__(self) -> dict:
+        self.__reduce__()
+        return {}
+
+
+# --------------------------------------------------------------------------- source
+
+
+class Source:
+    """Byte ranges of one immutable file.
+
+    Use :func:`open_source` to create one. Thread-safe. Connects lazily when
+    restored from a pickle and reconnects in forked children.
+    """
+
+    def __init__(
+        self, spec: SourceSpec, *, tail_size: int = DEFAULT_TAIL_SIZE, lazy: bool = False
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._lock = threading.RLock()
+        self._handle: Any = None
+        self._generation = -1
+        self._closed = False
+        self._finalizer: weakref.finalize | None = None
+        self._tail_start = 0
+        self._tail = b""
+        self._tail_size = int(tail_size)
+        self._size = -1
+        if not lazy:
+            self._open()
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._size >= 0:
+                return
+            size = self._fetch_size()
+            if self._tail_size > 0 and size > 0:
+                start = max(0, size - self._tail_size)
+                tail = self._fetch_ranges([(start, size)])[0]
+                if len(tail) != size - start:
+                    raise OmFormatError(
+                        f"reading the last {size - start} bytes returned {len(tail)}: the "
+                        "file is truncated or changed while open",
+                        source=self.name,
+                    )
+                self._tail, self._tail_start = tail, start
+            self._size = size
+
+    @property
+    def size(self) -> int:
+        """File size in bytes."""
+        if self._size < 0:
+            self._open()
+        return self._size
+
+    # -- connection management
+
+    def _conn(self) -> Any:
+        if self._generation == _FORK_GENERATION and self._handle is not None:
+            return self._handle
+        if self._closed:
+            raise ValueError(f"I/O operation on a closed OM source ({self.name})")
+        with self._lock:
+            if self._generation != _FORK_GENERATION or self._handle is None:
+                forked = self._generation != -1
+                self._drop_handle()
+                handle = self.spec._connect()
+                if forked and isinstance(self.spec, FsspecSpec):
+                    # A filesystem inherited through fork holds the parent's event
+                    # loop / sockets: rebuild it from its pickle.
+                    fs, path = handle
+                    handle = (pickle.loads(pickle.dumps(fs)), path)
+                if isinstance(handle, int):
+                    self._finalizer = weakref.finalize(self, _close_fd, handle)
+                self._handle = handle
+                self._generation = _FORK_GENERATION
+        return self._handle
+
+    def _drop_handle(self) -> None:
+        # An fd inherited by a forked child is the child's own copy: closing it there
+        # does not affect the parent.
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+        self._handle = None
+
+    def close(self) -> None:
+        """Release the descriptor / connection. Further reads raise ``ValueError``."""
+        with self._lock:
+            self._closed = True
+            self._drop_handle()
+            self._tail = b""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __reduce__(self):
+        return (_reopen, (self.spec, self._tail_size))
+
+    def __repr__(self) -> str:
+        return f"<Source {self.name!r}>"
+
+    # -- backend primitives
+
+    def _fetch_size(self) -> int:
+        h = self._conn()
+        if isinstance(h, int):
+            return os.fstat(h).st_size
+        if isinstance(h, memoryview):
+            return h.nbytes
+        if isinstance(h, tuple):
+            fs, path = h
+            size = fs.size(path)
+            if size is None:
+                raise OmFormatError("the server does not report the file size", source=self.name)
+            return int(size)
+        with self._lock:
+            pos = h.seek(0, io.SEEK_END)
+        return int(pos)
+
+    def _fetch_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        h = self._conn()
+        if isinstance(h, int):
+            return [os.pread(h, b - a, a) for a, b in ranges]
+        if isinstance(h, memoryview):
+            return [bytes(h[a:b]) for a, b in ranges]
+        if isinstance(h, tuple):
+            fs, path = h
+            if len(ranges) == 1:
+                a, b = ranges[0]
+                return [fs.cat_file(path, start=a, end=b)]
+            return fs.cat_ranges(
+                [path] * len(ranges),
+                [a for a, _ in ranges],
+                [b for _, b in ranges],
+                on_error="raise",
+            )
+        out = []
+        with self._lock:
+            for a, b in ranges:
+                h.seek(a)
+                out.append(_read_exact(h, b - a))
+        return out
+
+    # -- public API
+
+    def _check(self, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= self.size:
+            raise OmFormatError(
+                f"byte range [{start}, {stop}) lies outside the file of {self.size} bytes",
+                source=self.name,
+            )
+
+    def _got(self, data: bytes, start: int, stop: int) -> bytes:
+        if len(data) != stop - start:
+            raise OmFormatError(
+                f"read of [{start}, {stop}) returned {len(data)} bytes: the file is "
+                "truncated or changed while open",
+                source=self.name,
+            )
+        return data
+
+    def read_range(self, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` of the file."""
+        start, stop = int(start), int(stop)
+        self._check(start, stop)
+        if self._tail and start >= self._tail_start:
+            return self._tail[start - self._tail_start : stop - self._tail_start]
+        if start == stop:
+            return b""
+        return self._got(self._fetch_ranges([(start, stop)])[0], start, stop)
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Bytes of several ranges, fetched in one batched request where possible."""
+        ranges = [(int(a), int(b)) for a, b in ranges]
+        out: list[bytes | None] = [None] * len(ranges)
+        todo: list[int] = []
+        for i, (a, b) in enumerate(ranges):
+            self._check(a, b)
+            if a == b:
+                out[i] = b""
+            elif self._tail and a >= self._tail_start:
+                out[i] = self._tail[a - self._tail_start : b - self._tail_start]
+            else:
+                todo.append(i)
+        if todo:
+            got = self._fetch_ranges([ranges[i] for i in todo])
+            for i, data in zip(todo, got, strict=True):
+                out[i] = self._got(data, *ranges[i])
+        return out  # type: ignore[return-value]
+
+    def read_into(self, starts: Sequence[int], stops: Sequence[int], buf: np.ndarray) -> None:
+        """Read ranges back to back into the uint8 array ``buf``.
+
+        ``buf`` must hold exactly ``sum(stops - starts)`` bytes. Local files are
+        read straight into ``buf`` (no intermediate copy); remote ranges are
+        fetched in one batched request.
+        """
+        starts_l = [int(a) for a in starts]
+        stops_l = [int(b) for b in stops]
+        size = self.size
+        total = 0
+        for a, b in zip(starts_l, stops_l, strict=True):
+            if not 0 <= a <= b <= size:
+                self._check(a, b)
+            total += b - a
+        if total != buf.nbytes:
+            raise ValueError("buffer size does not match the ranges")
+        mv = memoryview(buf).cast("B")
+        tail = self._tail
+        tail_start = self._tail_start if tail else size + 1
+        h = self._conn()
+        local = isinstance(h, int)
+        pos = 0
+        remote: list[tuple[int, int, int]] = []
+        for a, b in zip(starts_l, stops_l, strict=True):
+            n = b - a
+            if n == 0:
+                continue
+            if a >= tail_start:
+                mv[pos : pos + n] = tail[a - tail_start : b - tail_start]
+            elif local:
+                got = os.preadv(h, [mv[pos : pos + n]], a)
+                if got != n:
+                    raise OmFormatError(
+                        f"read of [{a}, {b}) returned {got} bytes: the file is truncated "
+                        "or changed while open",
+                        source=self.name,
+                    )
+            else:
+                remote.append((pos, a, b))
+            pos += n
+        if remote:
+            datas = self._fetch_ranges([(a, b) for _, a, b in remote])
+            for (p, a, b), data in zip(remote, datas, strict=True):
+                mv[p : p + b - a] = self._got(data, a, b)
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        chunk = f.read(n)
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _reopen(spec: SourceSpec, tail_size: int) -> Source:
+    return Source(spec, tail_size=tail_size, lazy=True)
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def _is_url(s: str) -> bool:
+    return "://" in s or "::" in s
+
+
+def _local_path_of(fs: Any, path: str) -> str | None:
+    try:
+        from fsspec.implementations.local import LocalFileSystem
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(fs, LocalFileSystem):
+        return fs._strip_protocol(path)
+    return None
+
+
+def spec_for(source: Any, *, storage_options: dict | None = None) -> SourceSpec:
+    """The :class:`SourceSpec` for anything :func:`open_source` accepts."""
+    if isinstance(source, SourceSpec):
+        return source
+    if isinstance(source, Source):
+        return source.spec
+    if storage_options and not (isinstance(source, str) and _is_url(source)):
+        raise ValueError("storage_options are only accepted together with an fsspec URL")
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, bytes) and not isinstance(source, (bytearray, memoryview)):
+        return BytesSpec(bytes(source))
+    if isinstance(source, (bytearray, memoryview)):
+        return BytesSpec(bytes(source))
+    if isinstance(source, str):
+        if _is_url(source):
+            if source.startswith("file://") and "::" not in source:
+                return LocalSpec(source[len("file://") :])
+            return UrlSpec(source, dict(storage_options or {}))
+        return LocalSpec(os.path.abspath(source))
+    if isinstance(source, tuple) and len(source) == 2:
+        fs, path = source
+        if not hasattr(fs, "cat_file"):
+            raise TypeError("a (fs, path) source needs an fsspec filesystem as first item")
+        local = _local_path_of(fs, str(path))
+        if local is not None:
+            return LocalSpec(local)
+        return FsspecSpec(fs, str(path))
+    if hasattr(source, "read") and hasattr(source, "seek"):
+        return FileObjSpec(source)
+    raise TypeError(
+        f"cannot read an OM file from {type(source).__name__}: expected a path, an fsspec "
+        "URL, an (fs, path) tuple, bytes or a binary file-like object"
+    )
+
+
+def open_source(
+    source: Any, *, storage_options: dict | None = None, tail_size: int = DEFAULT_TAIL_SIZE
+) -> Source:
+    """Open ``source`` for reading byte ranges.
+
+    Parameters
+    ----------
+    source
+        A local path (str or PathLike), an fsspec URL (``s3://``, ``memory://``,
+        ``https://``, chained ``simplecache::s3://``...), a tuple ``(fs, path)``
+        with an fsspec filesystem, ``bytes``, a binary file-like object with
+        ``seek``/``read``, an already opened :class:`Source` (returned as is) or
+        a :class:`SourceSpec`.
+    storage_options
+        fsspec options, only together with a URL.
+    tail_size
+        How many bytes at the end of the file to fetch at open and serve
+        metadata reads from (default 64 KiB; 0 disables the tail buffer).
+    """
+    if isinstance(source, Source):
+        return source
+    return spec_for(source, storage_options=storage_options).open(tail_size=tail_size)
