@@ -185,9 +185,14 @@ def _qualname(fs: Any) -> str:
 
 def _abort_remote(f: Any) -> None:
     with contextlib.suppress(Exception):
-        f.discard()
-    with contextlib.suppress(Exception):
-        f.close()
+        f.discard()  # s3fs: aborts the multipart upload
+    # close() would flush the buffer and start a new upload that nobody commits:
+    # mark the file closed instead.
+    try:
+        f.closed = True
+    except Exception:
+        with contextlib.suppress(Exception):
+            f.close()
 
 
 class DeferredSink(Sink):
