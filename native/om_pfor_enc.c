@@ -12,6 +12,11 @@
 #include "om_pfor.h"
 #include "om_internal.h"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define OM_SSE2 1
+#endif
+
 #define OM_CAT_(a, b) a##b
 #define OM_CAT(a, b) OM_CAT_(a, b)
 
@@ -36,6 +41,50 @@ OM_INLINE uint64_t rbit64(uint64_t x)
     x = ((x >> 8) & 0x00FF00FF00FF00FFull) | ((x & 0x00FF00FF00FF00FFull) << 8);
     x = ((x >> 16) & 0x0000FFFF0000FFFFull) | ((x & 0x0000FFFF0000FFFFull) << 16);
     return (x >> 32) | (x << 32);
+}
+
+/* x[i] = rbit(x[i] << hb) for a group (spec 8), hb < W. gcc turns the scalar
+ * rbit into bswap, which SSE2 cannot vectorise, so the SSE2 path spells the
+ * byte reversal as 16-bit shifts plus word shuffles. */
+#ifdef OM_SSE2
+OM_INLINE __m128i rbit_bytes_sse2(__m128i x)
+{
+    const __m128i m1 = _mm_set1_epi8(0x55), m2 = _mm_set1_epi8(0x33), m4 = _mm_set1_epi8(0x0F);
+    x = _mm_or_si128(_mm_and_si128(_mm_srli_epi32(x, 1), m1), _mm_slli_epi32(_mm_and_si128(x, m1), 1));
+    x = _mm_or_si128(_mm_and_si128(_mm_srli_epi32(x, 2), m2), _mm_slli_epi32(_mm_and_si128(x, m2), 2));
+    x = _mm_or_si128(_mm_and_si128(_mm_srli_epi32(x, 4), m4), _mm_slli_epi32(_mm_and_si128(x, m4), 4));
+    return _mm_or_si128(_mm_srli_epi16(x, 8), _mm_slli_epi16(x, 8)); /* bytes within words */
+}
+#endif
+
+static void rbit_shl32(uint32_t *x, unsigned m, int hb)
+{
+    unsigned i = 0;
+#ifdef OM_SSE2
+    const __m128i cnt = _mm_cvtsi32_si128(hb);
+    for (; i + 4 <= m; i += 4) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
+        v = rbit_bytes_sse2(_mm_sll_epi32(v, cnt));
+        v = _mm_shufflehi_epi16(_mm_shufflelo_epi16(v, 0xB1), 0xB1); /* swap words */
+        _mm_storeu_si128((__m128i *)(void *)(x + i), v);
+    }
+#endif
+    for (; i < m; i++) x[i] = rbit32(x[i] << hb);
+}
+
+static void rbit_shl64(uint64_t *x, unsigned m, int hb)
+{
+    unsigned i = 0;
+#ifdef OM_SSE2
+    const __m128i cnt = _mm_cvtsi32_si128(hb);
+    for (; i + 2 <= m; i += 2) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
+        v = rbit_bytes_sse2(_mm_sll_epi64(v, cnt));
+        v = _mm_shufflehi_epi16(_mm_shufflelo_epi16(v, 0x1B), 0x1B); /* reverse 4 words */
+        _mm_storeu_si128((__m128i *)(void *)(x + i), v);
+    }
+#endif
+    for (; i < m; i++) x[i] = rbit64(x[i] << hb);
 }
 
 /* Base width b and exception parameter bx (spec 6.3), from the histogram
@@ -184,11 +233,29 @@ static void hpack_u64(const uint64_t *restrict v, unsigned m, int b, uint8_t *re
     for (unsigned j = 0; j < fill; j += 8) *p++ = (uint8_t)(acc >> j);
 }
 
-/* V16 (spec 4.4): 8 lanes of 16 values, word k of all lanes, then word k+1. */
+/* V16 (spec 4.4): 8 lanes of 16 values, word k of all lanes, then word k+1.
+ * V32: 4 lanes of 32 values. Each lane shifts its values in LSB first and the
+ * register is stored whenever the lane words fill; the carried-over bits of
+ * the value that straddled are x >> (b - fill) (values are < 2^b, so this is 0
+ * when nothing straddled). SSE2 shift counts >= the lane width give 0. */
 static void vpack_u16(const uint16_t *restrict v, int b, uint8_t *restrict out)
 {
-    uint32_t acc[8] = {0};
     unsigned fill = 0;
+#ifdef OM_SSE2
+    __m128i acc = _mm_setzero_si128();
+    for (int i = 0; i < 16; i++) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(v + 8 * i));
+        acc = _mm_or_si128(acc, _mm_sll_epi16(x, _mm_cvtsi32_si128((int)fill)));
+        fill += (unsigned)b;
+        if (fill >= 16) {
+            _mm_storeu_si128((__m128i *)(void *)out, acc);
+            out += 16;
+            fill -= 16;
+            acc = _mm_srl_epi16(x, _mm_cvtsi32_si128(b - (int)fill));
+        }
+    }
+#else
+    uint32_t acc[8] = {0};
     for (int i = 0; i < 16; i++) {
         for (int l = 0; l < 8; l++) acc[l] |= (uint32_t)v[8 * i + l] << fill;
         fill += (unsigned)b;
@@ -201,13 +268,27 @@ static void vpack_u16(const uint16_t *restrict v, int b, uint8_t *restrict out)
             fill -= 16;
         }
     }
+#endif
 }
 
-/* V32 (spec 4.4): 4 lanes of 32 values. */
 static void vpack_u32(const uint32_t *restrict v, int b, uint8_t *restrict out)
 {
-    uint64_t acc[4] = {0};
     unsigned fill = 0;
+#ifdef OM_SSE2
+    __m128i acc = _mm_setzero_si128();
+    for (int i = 0; i < 32; i++) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(v + 4 * i));
+        acc = _mm_or_si128(acc, _mm_sll_epi32(x, _mm_cvtsi32_si128((int)fill)));
+        fill += (unsigned)b;
+        if (fill >= 32) {
+            _mm_storeu_si128((__m128i *)(void *)out, acc);
+            out += 16;
+            fill -= 32;
+            acc = _mm_srl_epi32(x, _mm_cvtsi32_si128(b - (int)fill));
+        }
+    }
+#else
+    uint64_t acc[4] = {0};
     for (int i = 0; i < 32; i++) {
         for (int l = 0; l < 4; l++) acc[l] |= (uint64_t)v[4 * i + l] << fill;
         fill += (unsigned)b;
@@ -220,6 +301,7 @@ static void vpack_u32(const uint32_t *restrict v, int b, uint8_t *restrict out)
             fill -= 32;
         }
     }
+#endif
 }
 
 /* V64 (spec 4.4): horizontal for b > 32, else V32 of the values, optionally
@@ -275,7 +357,7 @@ int64_t om_fpx_encode32(const uint32_t *in, size_t n, uint8_t *out, size_t cap)
         if (hb == 32) {
             memset(x, 0, m * sizeof x[0]);
         } else {
-            for (unsigned i = 0; i < m; i++) x[i] = rbit32(x[i] << hb);
+            rbit_shl32(x, m, hb);
         }
         int64_t r = enc_block_32(x, m, m == 128, 0, out + pos, cap - pos);
         if (r < 0) return r;
@@ -304,7 +386,7 @@ int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *ou
         if (hb == 64) {
             memset(x, 0, m * sizeof x[0]);
         } else {
-            for (unsigned i = 0; i < m; i++) x[i] = rbit64(x[i] << hb);
+            rbit_shl64(x, m, hb);
         }
         int64_t r = enc_block_64(x, m, m == 128, x86_lanes, out + pos, cap - pos);
         if (r < 0) return r;
@@ -420,33 +502,36 @@ static int64_t FN(enc_block_)(const T *restrict v, unsigned m, int vertical, int
     /* Exception modes: here 0 <= b < bmax <= W, so the mask is well defined. */
     const T mask = (T)(((T)1 << b) - 1);
     T low[128], high[128];
-    uint8_t pos[128];
-    for (unsigned i = 0; i < m; i++) low[i] = v[i] & mask;
-    /* Exceptions are usually rare: skip groups of 8 without one, and compact
-     * the others branch-free. */
+    uint8_t pos[128], flag[128 + 8], bitmap[16];
+    for (unsigned i = 0; i < m; i++) {
+        low[i] = v[i] & mask;
+        flag[i] = (uint8_t)(v[i] > mask);
+    }
+    /* Exception bitmap from the 0/1 flags, 8 at a time: the multiply moves the
+     * low bit of byte k to bit 56+k without carries. Then the positions, one
+     * iteration per exception. */
+    memset(flag + m, 0, 8);
+    const size_t bm = om_ceil8(m);
     unsigned xn = 0;
-    for (unsigned g = 0; g < m; g += 8) {
-        const unsigned e = m - g < 8 ? m : g + 8;
-        T o8 = 0;
-        for (unsigned i = g; i < e; i++) o8 |= v[i];
-        if (o8 <= mask) continue;
-        for (unsigned i = g; i < e; i++) {
+    for (size_t j = 0; j < bm; j++) {
+        unsigned byte = (unsigned)((om_ld64(flag + 8 * j) * 0x0102040810204080ull) >> 56);
+        bitmap[j] = (uint8_t)byte;
+        while (byte) {
+            unsigned i = 8 * (unsigned)j + (unsigned)__builtin_ctz(byte);
             pos[xn] = (uint8_t)i;
-            high[xn] = (T)(v[i] >> b);
-            xn += v[i] > mask;
+            high[xn++] = (T)(v[i] >> b);
+            byte &= byte - 1;
         }
     }
 
     if (bx <= W) { /* bitmap exceptions */
-        const size_t bm = om_ceil8(m);
         const size_t hsize = om_ceil8((size_t)xn * (size_t)bx);
         const size_t total = 2 + bm + hsize + psize;
         if (cap < total) return OM_E_OUTPUT;
         uint8_t *p = out;
         *p++ = (uint8_t)(0x80 | b);
         *p++ = (uint8_t)bx;
-        memset(p, 0, bm);
-        for (unsigned k = 0; k < xn; k++) p[pos[k] >> 3] |= (uint8_t)(1u << (pos[k] & 7));
+        memcpy(p, bitmap, bm);
         p += bm;
         HPACK(high, xn, bx, p);
         p += hsize;
