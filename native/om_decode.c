@@ -3,13 +3,15 @@
  * (om_chunks.h). Written from the specifications.
  *
  * Chunk pipeline: coder -> inverse 2-D filter -> inverse value step. The
- * filter and the value step run in batches of a few thousand elements so the
- * integers are still in cache when they are converted. */
+ * delta2d filter is fused into the PFor prefix sums and the value step runs
+ * in batches while the stream is decoded, so the integers are still in cache
+ * when they are converted. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "om_chunks.h"
+#include "om_dec_internal.h"
 #include "om_dispatch.h"
 #include "om_internal.h"
 
@@ -20,8 +22,6 @@
 #define OM_X86 0
 #endif
 
-#define BATCH 4096 /* elements per filter + convert batch */
-
 /* Default quiet NaNs (codec spec 2.5). */
 #define NAN32_BITS 0x7FC00000u
 #define NAN64_BITS 0x7FF8000000000000ull
@@ -30,21 +30,9 @@ OM_INLINE float f32_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 OM_INLINE double f64_bits(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
 
 /* ------------------------------------------------------------------------ */
-/* Inverse 2-D filters on a flat buffer: element i (i >= L) gets element i-L  */
-/* added (delta2d, mod 2^W) or XORed (xor2d). Processing i upwards in vectors */
-/* is exact as long as the vector is no wider than L elements.                */
-
-#define DEFINE_DELTA_C(T, NAME)                                 \
-    static void NAME(T *q, size_t s, size_t e, size_t L)        \
-    {                                                           \
-        for (size_t i = s; i < e; i++)                          \
-            q[i] = (T)(q[i] + q[i - L]);                        \
-    }
-
-DEFINE_DELTA_C(uint8_t, delta8_c)
-DEFINE_DELTA_C(uint16_t, delta16_c)
-DEFINE_DELTA_C(uint32_t, delta32_c)
-DEFINE_DELTA_C(uint64_t, delta64_c)
+/* Inverse xor2d filter on a flat buffer: byte i (i >= dist) gets byte        */
+/* i - dist XORed in. Processing i upwards in vectors is exact as long as the */
+/* vector is no wider than dist. (delta2d is fused into the stream decoder.)  */
 
 static void xor_bytes_c(uint8_t *q, size_t s, size_t e, size_t dist)
 {
@@ -56,7 +44,7 @@ static void xor_bytes_c(uint8_t *q, size_t s, size_t e, size_t dist)
 }
 
 #if OM_X86
-/* op: 0 xor, 8/16/32/64 add with that lane width. Byte offsets; dist >= 32. */
+/* Byte offsets; dist >= the vector width. */
 #define DEFINE_FILTER_AVX2(NAME, OPEXPR)                                                  \
     __attribute__((target("avx2"))) static size_t NAME(uint8_t *q, size_t s, size_t e,   \
                                                        size_t dist)                       \
@@ -70,10 +58,6 @@ static void xor_bytes_c(uint8_t *q, size_t s, size_t e, size_t dist)
         return i;                                                                         \
     }
 DEFINE_FILTER_AVX2(xor_avx2, _mm256_xor_si256(a, b))
-DEFINE_FILTER_AVX2(add8_avx2, _mm256_add_epi8(a, b))
-DEFINE_FILTER_AVX2(add16_avx2, _mm256_add_epi16(a, b))
-DEFINE_FILTER_AVX2(add32_avx2, _mm256_add_epi32(a, b))
-DEFINE_FILTER_AVX2(add64_avx2, _mm256_add_epi64(a, b))
 
 #define DEFINE_FILTER_SSE2(NAME, OPEXPR)                                                  \
     static size_t NAME(uint8_t *q, size_t s, size_t e, size_t dist)                       \
@@ -87,50 +71,7 @@ DEFINE_FILTER_AVX2(add64_avx2, _mm256_add_epi64(a, b))
         return i;                                                                         \
     }
 DEFINE_FILTER_SSE2(xor_sse2, _mm_xor_si128(a, b))
-DEFINE_FILTER_SSE2(add8_sse2, _mm_add_epi8(a, b))
-DEFINE_FILTER_SSE2(add16_sse2, _mm_add_epi16(a, b))
-DEFINE_FILTER_SSE2(add32_sse2, _mm_add_epi32(a, b))
-DEFINE_FILTER_SSE2(add64_sse2, _mm_add_epi64(a, b))
 #endif
-
-/* delta2d decode of elements [s, e) (s >= L) of a W-bit buffer. */
-static void delta_range(void *buf, size_t s, size_t e, size_t L, int W, int level)
-{
-    if (s >= e)
-        return;
-    const size_t B = (size_t)W / 8;
-    size_t done = s; /* elements finished */
-#if OM_X86
-    uint8_t *q = (uint8_t *)buf;
-    const size_t dist = L * B;
-    size_t i = s * B; /* bytes */
-    if (level >= 3 && dist >= 32) {
-        switch (W) {
-        case 8: i = add8_avx2(q, i, e * B, dist); break;
-        case 16: i = add16_avx2(q, i, e * B, dist); break;
-        case 32: i = add32_avx2(q, i, e * B, dist); break;
-        default: i = add64_avx2(q, i, e * B, dist); break;
-        }
-    }
-    if (level >= 1 && dist >= 16) {
-        switch (W) {
-        case 8: i = add8_sse2(q, i, e * B, dist); break;
-        case 16: i = add16_sse2(q, i, e * B, dist); break;
-        case 32: i = add32_sse2(q, i, e * B, dist); break;
-        default: i = add64_sse2(q, i, e * B, dist); break;
-        }
-    }
-    done = i / B;
-#else
-    (void)level;
-#endif
-    switch (W) {
-    case 8: delta8_c((uint8_t *)buf, done, e, L); break;
-    case 16: delta16_c((uint16_t *)buf, done, e, L); break;
-    case 32: delta32_c((uint32_t *)buf, done, e, L); break;
-    default: delta64_c((uint64_t *)buf, done, e, L); break;
-    }
-}
 
 /* xor2d decode of bytes [s, e) with distance dist bytes (s >= dist). */
 static void xor_range(uint8_t *q, size_t s, size_t e, size_t dist, int level)
@@ -321,26 +262,39 @@ static void conv64(uint64_t *q, size_t n, double sf, double ao, int level)
 /* ------------------------------------------------------------------------ */
 /* One chunk                                                                  */
 
-/* Scaled float32 / float64 decoded in place: the integers of element i are
- * needed until element i + L is filtered, so conversion lags one row. */
-static void unfilter_convert_inplace(void *buf, size_t n, size_t L, int W, float sf, float ao,
-                                     int level)
+/* Converts decoded integers to floats while the stream decoder runs, in
+ * batches of whole vectors so the integers are still in cache. In place
+ * (W = 32/64) the integers of element i are needed until element i + L is
+ * filtered, so conversion lags one row behind. */
+typedef struct {
+    int kind; /* 0: int16 -> float (q separate), 1: int16 log, 2: int32 in place, 3: int64 in place */
+    const uint16_t *q;
+    void *out;
+    size_t lag, done;
+    float sf, ao;
+    int level;
+} conv_ctx_t;
+
+static void conv_upto(conv_ctx_t *c, size_t upto)
 {
-    size_t conv_done = 0;
-    for (size_t s = 0; s < n;) {
-        const size_t e = n - s > BATCH ? s + BATCH : n;
-        if (e > L)
-            delta_range(buf, s > L ? s : L, e, L, W, level);
-        const size_t c_end = e == n ? n : (e > L ? e - L : 0);
-        if (c_end > conv_done) {
-            if (W == 32)
-                conv32((uint32_t *)buf + conv_done, c_end - conv_done, sf, ao, level);
-            else
-                conv64((uint64_t *)buf + conv_done, c_end - conv_done, (double)sf, (double)ao, level);
-            conv_done = c_end;
-        }
-        s = e;
+    const size_t k = upto - c->done;
+    switch (c->kind) {
+    case 0: conv16(c->q + c->done, (float *)c->out + c->done, k, c->sf, c->ao, c->level); break;
+    case 1: conv16_log_c(c->q + c->done, (float *)c->out + c->done, k, c->sf); break;
+    case 2: conv32((uint32_t *)c->out + c->done, k, c->sf, c->ao, c->level); break;
+    default: conv64((uint64_t *)c->out + c->done, k, (double)c->sf, (double)c->ao, c->level); break;
     }
+    c->done = upto;
+}
+
+static void conv_sink(void *ctx, size_t avail)
+{
+    conv_ctx_t *c = (conv_ctx_t *)ctx;
+    if (avail <= c->lag)
+        return;
+    const size_t ready = avail - c->lag - c->done;
+    if (ready >= 1024)
+        conv_upto(c, c->done + (ready & ~(size_t)15));
 }
 
 int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float add_offset,
@@ -355,31 +309,8 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
         return OM_E_INVALID;
     const int level = om_simd_level();
     const size_t L = row_len;
+    const size_t F = L < n ? L : 0; /* delta2d row length, 0 if there is one row */
     int64_t r;
-
-    if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
-        /* the int16 values live in scratch, aligned for 16-bit access */
-        uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
-        if (scratch == NULL || a - (uintptr_t)scratch > scratch_len ||
-            (scratch_len - (a - (uintptr_t)scratch)) / 2 < n)
-            return OM_E_OUTPUT;
-        uint16_t *q = (uint16_t *)a;
-        r = om_pfor_decode16(in, in_len, n, 1, q);
-        if (r < 0)
-            return r;
-        float *o = (float *)out;
-        for (size_t s = 0; s < n;) {
-            const size_t e = n - s > BATCH ? s + BATCH : n;
-            if (e > L)
-                delta_range(q, s > L ? s : L, e, L, 16, level);
-            if (compression == OM_PFOR_INT16)
-                conv16(q + s, o + s, e - s, scale_factor, add_offset, level);
-            else
-                conv16_log_c(q + s, o + s, e - s, scale_factor);
-            s = e;
-        }
-        return r;
-    }
 
     if (compression == OM_FPX_XOR) {
         if (dtype == OM_FLOAT)
@@ -394,43 +325,31 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
         return r;
     }
 
-    /* OM_PFOR */
-    switch (dtype) {
-    case OM_INT8:
-    case OM_UINT8:
-        r = om_pfor_decode8(in, in_len, n, dtype == OM_INT8, (uint8_t *)out);
-        if (r >= 0)
-            delta_range(out, L, n, L, 8, level);
-        return r;
-    case OM_INT16:
-    case OM_UINT16:
-        r = om_pfor_decode16(in, in_len, n, dtype == OM_INT16, (uint16_t *)out);
-        if (r >= 0)
-            delta_range(out, L, n, L, 16, level);
-        return r;
-    case OM_INT32:
-    case OM_UINT32:
-        r = om_pfor_decode32(in, in_len, n, dtype == OM_INT32, (uint32_t *)out);
-        if (r >= 0)
-            delta_range(out, L, n, L, 32, level);
-        return r;
-    case OM_INT64:
-    case OM_UINT64:
-        r = om_pfor_decode64(in, in_len, n, dtype == OM_INT64, (uint64_t *)out);
-        if (r >= 0)
-            delta_range(out, L, n, L, 64, level);
-        return r;
-    case OM_FLOAT:
-        r = om_pfor_decode32(in, in_len, n, 1, (uint32_t *)out);
-        if (r >= 0)
-            unfilter_convert_inplace(out, n, L, 32, scale_factor, add_offset, level);
-        return r;
-    default: /* OM_DOUBLE */
-        r = om_pfor_decode64(in, in_len, n, 1, (uint64_t *)out);
-        if (r >= 0)
-            unfilter_convert_inplace(out, n, L, 64, scale_factor, add_offset, level);
-        return r;
+    conv_ctx_t c = {0, NULL, out, 0, 0, scale_factor, add_offset, level};
+    if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
+        /* the int16 values live in scratch, aligned for 16-bit access */
+        const uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
+        if (scratch == NULL || a - (uintptr_t)scratch > scratch_len ||
+            (scratch_len - (a - (uintptr_t)scratch)) / 2 < n)
+            return OM_E_OUTPUT;
+        c.kind = compression == OM_PFOR_INT16 ? 0 : 1;
+        c.q = (const uint16_t *)a;
+        r = om_pfor_decode_rows(in, in_len, n, 1, 16, (void *)a, F, conv_sink, &c);
+    } else if (dtype == OM_FLOAT) {
+        c.kind = 2;
+        c.lag = F;
+        r = om_pfor_decode_rows(in, in_len, n, 1, 32, out, F, conv_sink, &c);
+    } else if (dtype == OM_DOUBLE) {
+        c.kind = 3;
+        c.lag = F;
+        r = om_pfor_decode_rows(in, in_len, n, 1, 64, out, F, conv_sink, &c);
+    } else { /* integer arrays: no value step */
+        const int zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
+        return om_pfor_decode_rows(in, in_len, n, zz, (int)om_dtype_size(dtype) * 8, out, F, NULL, NULL);
     }
+    if (r >= 0)
+        conv_upto(&c, n);
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */

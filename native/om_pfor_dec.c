@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "om_dec_internal.h"
 #include "om_dispatch.h"
 #include "om_internal.h"
 #include "om_pfor.h"
@@ -78,6 +79,15 @@ OM_INLINE uint64_t rbit64(uint64_t x)
     x = ((x >> 2) & 0x3333333333333333ull) | ((x & 0x3333333333333333ull) << 2);
     x = ((x >> 4) & 0x0F0F0F0F0F0F0F0Full) | ((x & 0x0F0F0F0F0F0F0F0Full) << 4);
     return __builtin_bswap64(x);
+}
+
+/* Without -mpopcnt the builtin is a library call. */
+OM_INLINE int popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (int)((x * 0x0101010101010101ull) >> 56);
 }
 
 /* Store / load element i of a W-bit array (W is a constant after inlining). */
@@ -543,11 +553,15 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
         const size_t bm = om_ceil8(m);
         if (len - p < bm)
             return OM_E_TRUNCATED;
-        const uint8_t *bitmap = in + p;
+        uint64_t bw[2] = {0, 0};
+        for (size_t j = 0; j < bm; j++)
+            bw[j >> 3] |= (uint64_t)in[p + j] << (8 * (j & 7));
         p += bm;
-        size_t xn = 0;
-        for (size_t i = 0; i < m; i++) /* bits past m are padding */
-            xn += (bitmap[i >> 3] >> (i & 7)) & 1;
+        if (m < 64) /* bits past m are padding */
+            bw[0] &= ((uint64_t)1 << m) - 1;
+        else if (m < 128)
+            bw[1] &= ((uint64_t)1 << (m - 64)) - 1;
+        const size_t xn = (size_t)(popcount64(bw[0]) + popcount64(bw[1]));
         r = hunpack_checked(in + p, len - p, xn, bx, 64, high);
         if (r < 0)
             return r;
@@ -557,9 +571,12 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
             return r;
         p += (size_t)r;
         size_t k = 0;
-        for (size_t i = 0; i < m && k < xn; i++)
-            if ((bitmap[i >> 3] >> (i & 7)) & 1)
+        for (int wi = 0; wi < 2; wi++) {
+            for (uint64_t w = bw[wi]; w; w &= w - 1) {
+                const size_t i = (size_t)wi * 64 + (size_t)__builtin_ctzll(w);
                 st_w(out, i, ld_w(out, i, W) + (high[k++] << b), W); /* ADD, mod 2^W */
+            }
+        }
         return (int64_t)p;
     }
 
@@ -591,25 +608,28 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
 }
 
 /* ------------------------------------------------------------------------ */
-/* Delta / zigzag prefix sums (codec spec 7.3), in place on p[0, m) with the */
-/* previous value in p[-1].                                                   */
+/* Delta / zigzag prefix sums (codec spec 7.3), fused with the inverse       */
+/* delta2d filter (codec spec 3.2): p[i] = s_i + rp[i] where s_i is the       */
+/* stream's running value and rp = p - L points one row back (already final). */
+/* Returns the last stream value. Vector kernels need L >= the vector width.  */
 
-#define DEFINE_PREFIX_C(T, NAME)                           \
-    static void NAME(T *p, size_t m, int zz)                     \
-    {                                                            \
-        T prev = p[-1];                                          \
-        if (zz) {                                                \
-            for (size_t i = 0; i < m; i++) {                     \
-                const T d = p[i];                                \
-                prev = (T)(prev + (T)((d >> 1) ^ (T)(0 - (d & 1)))); \
-                p[i] = prev;                                     \
-            }                                                    \
-        } else {                                                 \
-            for (size_t i = 0; i < m; i++) {                     \
-                prev = (T)(prev + p[i]);                         \
-                p[i] = prev;                                     \
-            }                                                    \
-        }                                                        \
+#define DEFINE_PREFIX_C(T, NAME)                                                          \
+    OM_INLINE T NAME##_k(T *p, size_t m, T prev, const T *rp, const int zz, const int filt) \
+    {                                                                                     \
+        for (size_t i = 0; i < m; i++) {                                                  \
+            T d = p[i];                                                                   \
+            if (zz)                                                                       \
+                d = (T)((d >> 1) ^ (T)(0 - (d & 1)));                                     \
+            prev = (T)(prev + d);                                                         \
+            p[i] = filt ? (T)(prev + rp[i]) : prev;                                       \
+        }                                                                                 \
+        return prev;                                                                      \
+    }                                                                                     \
+    static T NAME(T *p, size_t m, T prev, const T *rp, int zz)                            \
+    {                                                                                     \
+        if (zz)                                                                           \
+            return rp ? NAME##_k(p, m, prev, rp, 1, 1) : NAME##_k(p, m, prev, rp, 1, 0);  \
+        return rp ? NAME##_k(p, m, prev, rp, 0, 1) : NAME##_k(p, m, prev, rp, 0, 0);      \
     }
 
 DEFINE_PREFIX_C(uint8_t, prefix8_c)
@@ -636,9 +656,12 @@ OM_INLINE __m128i unzz64(__m128i x)
     return _mm_xor_si128(_mm_srli_epi64(x, 1), _mm_sub_epi64(_mm_setzero_si128(), _mm_and_si128(x, one)));
 }
 
-static void prefix16_sse2(uint16_t *p, size_t m, int zz)
+/* The carry chain is one add per vector: carry += (broadcast of the local
+ * total), independent of the stored result. */
+OM_INLINE uint16_t pfx16_sse2_k(uint16_t *p, size_t m, uint16_t prev, const uint16_t *rp,
+                                const int zz, const int filt)
 {
-    __m128i carry = _mm_set1_epi16((short)p[-1]);
+    __m128i carry = _mm_set1_epi16((short)prev);
     size_t i = 0;
     for (; i + 8 <= m; i += 8) {
         __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
@@ -647,18 +670,21 @@ static void prefix16_sse2(uint16_t *p, size_t m, int zz)
         x = _mm_add_epi16(x, _mm_slli_si128(x, 2));
         x = _mm_add_epi16(x, _mm_slli_si128(x, 4));
         x = _mm_add_epi16(x, _mm_slli_si128(x, 8));
-        x = _mm_add_epi16(x, carry);
-        _mm_storeu_si128((__m128i *)(p + i), x);
-        carry = _mm_shufflehi_epi16(x, 0xFF);
-        carry = _mm_unpackhi_epi64(carry, carry);
+        __m128i s = _mm_add_epi16(x, carry);
+        if (filt)
+            s = _mm_add_epi16(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(p + i), s);
+        const __m128i t = _mm_shufflehi_epi16(x, 0xFF);
+        carry = _mm_add_epi16(carry, _mm_unpackhi_epi64(t, t));
     }
-    if (i < m)
-        prefix16_c(p + i, m - i, zz);
+    prev = (uint16_t)_mm_cvtsi128_si32(carry);
+    return prefix16_c_k(p + i, m - i, prev, rp + i, zz, filt);
 }
 
-static void prefix32_sse2(uint32_t *p, size_t m, int zz)
+OM_INLINE uint32_t pfx32_sse2_k(uint32_t *p, size_t m, uint32_t prev, const uint32_t *rp,
+                                const int zz, const int filt)
 {
-    __m128i carry = _mm_set1_epi32((int)p[-1]);
+    __m128i carry = _mm_set1_epi32((int)prev);
     size_t i = 0;
     for (; i + 4 <= m; i += 4) {
         __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
@@ -666,99 +692,259 @@ static void prefix32_sse2(uint32_t *p, size_t m, int zz)
             x = unzz32(x);
         x = _mm_add_epi32(x, _mm_slli_si128(x, 4));
         x = _mm_add_epi32(x, _mm_slli_si128(x, 8));
-        x = _mm_add_epi32(x, carry);
-        _mm_storeu_si128((__m128i *)(p + i), x);
-        carry = _mm_shuffle_epi32(x, 0xFF);
+        __m128i s = _mm_add_epi32(x, carry);
+        if (filt)
+            s = _mm_add_epi32(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(p + i), s);
+        carry = _mm_add_epi32(carry, _mm_shuffle_epi32(x, 0xFF));
     }
-    if (i < m)
-        prefix32_c(p + i, m - i, zz);
+    prev = (uint32_t)_mm_cvtsi128_si32(carry);
+    return prefix32_c_k(p + i, m - i, prev, rp + i, zz, filt);
 }
 
-static void prefix64_sse2(uint64_t *p, size_t m, int zz)
+OM_INLINE uint64_t pfx64_sse2_k(uint64_t *p, size_t m, uint64_t prev, const uint64_t *rp,
+                                const int zz, const int filt)
 {
-    __m128i carry = _mm_set1_epi64x((long long)p[-1]);
+    __m128i carry = _mm_set1_epi64x((long long)prev);
     size_t i = 0;
     for (; i + 2 <= m; i += 2) {
         __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
         if (zz)
             x = unzz64(x);
         x = _mm_add_epi64(x, _mm_slli_si128(x, 8));
-        x = _mm_add_epi64(x, carry);
-        _mm_storeu_si128((__m128i *)(p + i), x);
-        carry = _mm_unpackhi_epi64(x, x);
+        __m128i s = _mm_add_epi64(x, carry);
+        if (filt)
+            s = _mm_add_epi64(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(p + i), s);
+        carry = _mm_add_epi64(carry, _mm_unpackhi_epi64(x, x));
     }
-    if (i < m)
-        prefix64_c(p + i, m - i, zz);
+    prev = (uint64_t)_mm_cvtsi128_si64(carry);
+    return prefix64_c_k(p + i, m - i, prev, rp + i, zz, filt);
 }
+
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 OM_INLINE __m256i unzz16_avx2(__m256i x)
+{
+    const __m256i one = _mm256_set1_epi16(1);
+    return _mm256_xor_si256(_mm256_srli_epi16(x, 1), _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_and_si256(x, one)));
+}
+
+AVX2 OM_INLINE __m256i unzz32_avx2(__m256i x)
+{
+    const __m256i one = _mm256_set1_epi32(1);
+    return _mm256_xor_si256(_mm256_srli_epi32(x, 1), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(x, one)));
+}
+
+AVX2 OM_INLINE __m256i unzz64_avx2(__m256i x)
+{
+    const __m256i one = _mm256_set1_epi64x(1);
+    return _mm256_xor_si256(_mm256_srli_epi64(x, 1), _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_and_si256(x, one)));
+}
+
+/* 16 values: in-lane scan, then the low lane's total (element 7) is added to
+ * the high lane; element broadcasts use one vpermd plus shifts. */
+AVX2 OM_INLINE uint16_t pfx16_avx2_k(uint16_t *p, size_t m, uint16_t prev, const uint16_t *rp,
+                                     const int zz, const int filt)
+{
+    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+    const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
+    const __m256i hmask = _mm256_set1_epi32((int)0xFFFF0000u);
+    __m256i carry = _mm256_set1_epi16((short)prev);
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
+        if (zz)
+            x = unzz16_avx2(x);
+        x = _mm256_add_epi16(x, _mm256_slli_si256(x, 2));
+        x = _mm256_add_epi16(x, _mm256_slli_si256(x, 4));
+        x = _mm256_add_epi16(x, _mm256_slli_si256(x, 8));
+        __m256i t = _mm256_permutevar8x32_epi32(x, i3);
+        t = _mm256_or_si256(_mm256_srli_epi32(t, 16), _mm256_and_si256(t, hmask));
+        x = _mm256_add_epi16(x, _mm256_and_si256(t, hi_lane));
+        __m256i s = _mm256_add_epi16(x, carry);
+        if (filt)
+            s = _mm256_add_epi16(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
+        _mm256_storeu_si256((__m256i *)(p + i), s);
+        __m256i u = _mm256_permutevar8x32_epi32(x, i7);
+        u = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_and_si256(u, hmask));
+        carry = _mm256_add_epi16(carry, u);
+    }
+    prev = (uint16_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));
+    return prefix16_c_k(p + i, m - i, prev, rp + i, zz, filt);
+}
+
+AVX2 OM_INLINE uint32_t pfx32_avx2_k(uint32_t *p, size_t m, uint32_t prev, const uint32_t *rp,
+                                     const int zz, const int filt)
+{
+    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+    const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
+    __m256i carry = _mm256_set1_epi32((int)prev);
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
+        if (zz)
+            x = unzz32_avx2(x);
+        x = _mm256_add_epi32(x, _mm256_slli_si256(x, 4));
+        x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+        x = _mm256_add_epi32(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, i3), hi_lane));
+        __m256i s = _mm256_add_epi32(x, carry);
+        if (filt)
+            s = _mm256_add_epi32(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
+        _mm256_storeu_si256((__m256i *)(p + i), s);
+        carry = _mm256_add_epi32(carry, _mm256_permutevar8x32_epi32(x, i7));
+    }
+    prev = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));
+    return prefix32_c_k(p + i, m - i, prev, rp + i, zz, filt);
+}
+
+AVX2 OM_INLINE uint64_t pfx64_avx2_k(uint64_t *p, size_t m, uint64_t prev, const uint64_t *rp,
+                                     const int zz, const int filt)
+{
+    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+    __m256i carry = _mm256_set1_epi64x((long long)prev);
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
+        if (zz)
+            x = unzz64_avx2(x);
+        x = _mm256_add_epi64(x, _mm256_slli_si256(x, 8));
+        x = _mm256_add_epi64(x, _mm256_and_si256(_mm256_permute4x64_epi64(x, 0x55), hi_lane));
+        __m256i s = _mm256_add_epi64(x, carry);
+        if (filt)
+            s = _mm256_add_epi64(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
+        _mm256_storeu_si256((__m256i *)(p + i), s);
+        carry = _mm256_add_epi64(carry, _mm256_permute4x64_epi64(x, 0xFF));
+    }
+    prev = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(carry));
+    return prefix64_c_k(p + i, m - i, prev, rp + i, zz, filt);
+}
+
+/* The four (zigzag, filter) variants of one kernel as separate loops. */
+#define DEFINE_PREFIX_VARIANTS(T, NAME, ATTR)                                          \
+    ATTR static T NAME(T *p, size_t m, T prev, const T *rp, int zz)                    \
+    {                                                                                  \
+        if (zz)                                                                        \
+            return rp ? NAME##_k(p, m, prev, rp, 1, 1) : NAME##_k(p, m, prev, p, 1, 0); \
+        return rp ? NAME##_k(p, m, prev, rp, 0, 1) : NAME##_k(p, m, prev, p, 0, 0);     \
+    }
+DEFINE_PREFIX_VARIANTS(uint16_t, pfx16_sse2, )
+DEFINE_PREFIX_VARIANTS(uint32_t, pfx32_sse2, )
+DEFINE_PREFIX_VARIANTS(uint64_t, pfx64_sse2, )
+DEFINE_PREFIX_VARIANTS(uint16_t, pfx16_avx2, AVX2)
+DEFINE_PREFIX_VARIANTS(uint32_t, pfx32_avx2, AVX2)
+DEFINE_PREFIX_VARIANTS(uint64_t, pfx64_avx2, AVX2)
 #endif
+
+/* Dispatch: a vector kernel may filter only if the row is at least as long
+ * as its vector (its loads one row back must see final values). */
+OM_INLINE uint64_t prefix_w(void *p, size_t m, uint64_t prev, const void *rp, size_t L, int zz,
+                            const int W, int level)
+{
+    (void)level;
+    (void)L;
+    switch (W) {
+    case 8:
+        return prefix8_c((uint8_t *)p, m, (uint8_t)prev, (const uint8_t *)rp, zz);
+    case 16:
+#if OM_X86
+        if (level >= 3 && (!rp || L >= 16))
+            return pfx16_avx2((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
+        if (level >= 1 && (!rp || L >= 8))
+            return pfx16_sse2((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
+#endif
+        return prefix16_c((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
+    case 32:
+#if OM_X86
+        if (level >= 3 && (!rp || L >= 8))
+            return pfx32_avx2((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
+        if (level >= 1 && (!rp || L >= 4))
+            return pfx32_sse2((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
+#endif
+        return prefix32_c((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
+    default:
+#if OM_X86
+        if (level >= 3 && (!rp || L >= 4))
+            return pfx64_avx2((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
+        if (level >= 1 && (!rp || L >= 2))
+            return pfx64_sse2((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
+#endif
+        return prefix64_c((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
+    }
+}
 
 /* ------------------------------------------------------------------------ */
 /* PFor streams (codec spec 7.3)                                              */
 
-OM_INLINE void prefix_w(void *p, size_t m, int zz, const int W, int level)
-{
-    (void)level;
-    switch (W) {
-    case 8: prefix8_c((uint8_t *)p, m, zz); break;
-#if OM_X86
-    case 16: if (level >= 1) prefix16_sse2((uint16_t *)p, m, zz); else prefix16_c((uint16_t *)p, m, zz); break;
-    case 32: if (level >= 1) prefix32_sse2((uint32_t *)p, m, zz); else prefix32_c((uint32_t *)p, m, zz); break;
-    default: if (level >= 1) prefix64_sse2((uint64_t *)p, m, zz); else prefix64_c((uint64_t *)p, m, zz); break;
-#else
-    case 16: prefix16_c((uint16_t *)p, m, zz); break;
-    case 32: prefix32_c((uint32_t *)p, m, zz); break;
-    default: prefix64_c((uint64_t *)p, m, zz); break;
-#endif
-    }
-}
-
 OM_INLINE int64_t pfor_decode(const uint8_t *in, size_t in_len, size_t n, int zz, const int W,
-                              void *out)
+                              void *out, size_t L, om_dec_sink sink, void *ctx)
 {
     if (n == 0 || out == NULL || (in == NULL && in_len))
         return OM_E_INVALID;
     const int level = om_simd_level();
     const int v128 = (W == 16 || W == 32);
     const size_t B = (size_t)W / 8;
-    uint64_t u0;
-    const int r0 = vbx_dec(in, in_len, W, &u0);
+    uint64_t prev;
+    const int r0 = vbx_dec(in, in_len, W, &prev);
     if (r0 < 0)
         return r0;
-    st_w(out, 0, u0, W);
+    st_w(out, 0, prev, W);
     size_t p = (size_t)r0;
-    uint8_t *o = (uint8_t *)out + B; /* deltas start at element 1 */
-    size_t left = n - 1;
-    while (left) {
-        const size_t m = left < 128 ? left : 128;
+    size_t g = 1; /* global index of the block's first value */
+    uint8_t *o = (uint8_t *)out + B;
+    while (g < n) {
+        const size_t m = n - g < 128 ? n - g : 128;
         const int64_t r = dec_block(in + p, in_len - p, m, W, v128 && m == 128, 0, o, level);
         if (r < 0)
             return r;
         p += (size_t)r;
-        prefix_w(o, m, zz, W, level);
+        if (L == 0 || g + m <= L) {
+            prev = prefix_w(o, m, prev, NULL, L, zz, W, level);
+        } else if (g >= L) {
+            prev = prefix_w(o, m, prev, o - L * B, L, zz, W, level);
+        } else { /* the block starts in row 0 and ends past it */
+            const size_t k = L - g;
+            prev = prefix_w(o, k, prev, NULL, L, zz, W, level);
+            prev = prefix_w(o + k * B, m - k, prev, o + k * B - L * B, L, zz, W, level);
+        }
         o += m * B;
-        left -= m;
+        g += m;
+        if (sink)
+            sink(ctx, g);
     }
     return (int64_t)p;
 }
 
+int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                            void *out, size_t row_len, om_dec_sink sink, void *ctx)
+{
+    switch (width) {
+    case 8: return pfor_decode(in, in_len, n, zigzag, 8, out, row_len, sink, ctx);
+    case 16: return pfor_decode(in, in_len, n, zigzag, 16, out, row_len, sink, ctx);
+    case 32: return pfor_decode(in, in_len, n, zigzag, 32, out, row_len, sink, ctx);
+    case 64: return pfor_decode(in, in_len, n, zigzag, 64, out, row_len, sink, ctx);
+    default: return OM_E_INVALID;
+    }
+}
+
 int64_t om_pfor_decode8(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint8_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 8, out);
+    return pfor_decode(in, in_len, n, zigzag, 8, out, 0, NULL, NULL);
 }
 
 int64_t om_pfor_decode16(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint16_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 16, out);
+    return pfor_decode(in, in_len, n, zigzag, 16, out, 0, NULL, NULL);
 }
 
 int64_t om_pfor_decode32(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint32_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 32, out);
+    return pfor_decode(in, in_len, n, zigzag, 32, out, 0, NULL, NULL);
 }
 
 int64_t om_pfor_decode64(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint64_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 64, out);
+    return pfor_decode(in, in_len, n, zigzag, 64, out, 0, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1,0 +1,18 @@
+/* Internal interface between the decoders (om_pfor_dec.c) and the chunk
+ * pipeline (om_decode.c); not part of the public API. */
+#ifndef OM_DEC_INTERNAL_H
+#define OM_DEC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called after each block with the number of leading elements of out that
+ * are final (decoded and, if row_len != 0, delta2d-filtered). */
+typedef void (*om_dec_sink)(void *ctx, size_t done);
+
+/* PFor stream of width 8/16/32/64 bits fused with the inverse delta2d filter
+ * over rows of row_len elements (0: no filter). Returns bytes consumed or OM_E_*. */
+int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                            void *out, size_t row_len, om_dec_sink sink, void *ctx);
+
+#endif
