@@ -403,30 +403,50 @@ int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *ou
 #define FN(name) OM_CAT(name, OM_ENC_W)
 #define HPACK OM_CAT(hpack_u, OM_ENC_W)
 
-/* cnt[k] = number of values with bit length k, k = 0..W (input of 6.3). */
-static void FN(hist_)(const T *restrict v, unsigned m, uint32_t *restrict cnt)
+/* cnt[k] = number of values with bit length k, k = 0..bmax (input of 6.3);
+ * bmax = bit length of the OR of all values. */
+static void FN(hist_)(const T *restrict v, unsigned m, int bmax, uint32_t *restrict cnt)
 {
     uint8_t bl[128];
 #if W <= 32
-    /* Bit length from the float exponent: exact for x < 2^24, and 32-bit
-     * values above that are shifted down by 8 first. Branch-free, vectorises
-     * (the scalar alternative, bsr per value, is the slowest part of a block). */
-    for (unsigned i = 0; i < m; i++) {
-        uint32_t x = v[i];
+    /* Bit length from the float exponent: exact for x < 2^24 (32-bit values
+     * above that are shifted down by 8 first). Branch-free and vectorised;
+     * a bsr per value would be the slowest part of a block. */
 #if W == 32
-        const uint32_t big = 0u - (uint32_t)(x >= (1u << 24));
-        x = (x & ~big) | ((x >> 8) & big);
+    if (bmax > 24) {
+        for (unsigned i = 0; i < m; i++) {
+            uint32_t x = v[i];
+            const uint32_t big = 0u - (uint32_t)(x >= (1u << 24));
+            x = (x & ~big) | ((x >> 8) & big);
+            int32_t e = (int32_t)(om_fbits((float)(int32_t)x) >> 23) - 126;
+            e = e > 0 ? e : 0;
+            bl[i] = (uint8_t)(e + (int32_t)(8u & big));
+        }
+    } else
 #endif
-        int32_t e = (int32_t)(om_fbits((float)(int32_t)x) >> 23) - 126;
-        e = e > 0 ? e : 0;
-#if W == 32
-        e += (int32_t)(8u & big);
-#endif
-        bl[i] = (uint8_t)e;
+    {
+        for (unsigned i = 0; i < m; i++) {
+            int32_t e = (int32_t)(om_fbits((float)(int32_t)v[i]) >> 23) - 126;
+            bl[i] = (uint8_t)(e > 0 ? e : 0);
+        }
     }
 #else
     for (unsigned i = 0; i < m; i++) bl[i] = (uint8_t)(v[i] ? 64 - __builtin_clzll(v[i]) : 0);
 #endif
+    if (bmax < 8) {
+        /* Small widths (the common case): one byte counter per bit length in
+         * a 64-bit word; counts <= 128 never carry into the next byte. */
+        uint64_t a0 = 0, a1 = 0;
+        unsigned i = 0;
+        for (; i + 2 <= m; i += 2) {
+            a0 += 1ull << (8 * bl[i]);
+            a1 += 1ull << (8 * bl[i + 1]);
+        }
+        if (i < m) a0 += 1ull << (8 * bl[i]);
+        for (int k = 0; k <= bmax; k++)
+            cnt[k] = (uint32_t)((a0 >> (8 * k)) & 0xFF) + (uint32_t)((a1 >> (8 * k)) & 0xFF);
+        return;
+    }
     /* four tables so consecutive increments do not wait on each other */
     uint32_t h[4][W + 1];
     memset(h, 0, sizeof h);
@@ -438,7 +458,7 @@ static void FN(hist_)(const T *restrict v, unsigned m, uint32_t *restrict cnt)
         h[3][bl[i + 3]]++;
     }
     for (; i < m; i++) h[0][bl[i]]++;
-    for (int k = 0; k <= W; k++) cnt[k] = h[0][k] + h[1][k] + h[2][k] + h[3][k];
+    for (int k = 0; k <= bmax; k++) cnt[k] = h[0][k] + h[1][k] + h[2][k] + h[3][k];
 }
 
 /* Pack(v, b) of spec 6: vertical layout for full blocks of the 128v coders
@@ -487,7 +507,7 @@ static int64_t FN(enc_block_)(const T *restrict v, unsigned m, int vertical, int
     }
 
     uint32_t cnt[W + 1];
-    FN(hist_)(v, m, cnt);
+    FN(hist_)(v, m, bmax, cnt);
     int b, bx;
     choose_width(cnt, bmax, m, W, &b, &bx);
     const size_t psize = vertical ? (size_t)16 * (size_t)b : om_ceil8((size_t)m * (size_t)b);
