@@ -977,3 +977,39 @@ def test_array_like_is_read_block_by_block(tmp_path):
     assert (tmp_path / "a.om").read_bytes() == (tmp_path / "b.om").read_bytes()
     assert len(lazy.requests) == 14  # one row of chunks (3 x 30 x 20) per request
     assert max(x[k].size for k in lazy.requests) == 3 * 30 * 20
+
+
+class _FailingArray(_LazyArray):
+    def __getitem__(self, key):
+        if len(self.requests) == 5:
+            raise OSError("source went away")
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_failing_source_in_encoder_threads(tmp_path, threads):
+    x = np.ones((40, 30), np.float32)
+    with pytest.raises(OSError, match="went away"):
+        with OmWriter(tmp_path / "x.om") as w:
+            w.write_array(_FailingArray(x), chunks=(1, 30), threads=threads, block_bytes=1)
+    assert not (tmp_path / "x.om").exists() and no_temp_files(tmp_path)
+
+
+def test_our_reader_reads_our_files(tmp_path):
+    from xarray_om.format.reader import OmFile
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(17, 23, 5)).astype(np.float32)
+    i = rng.integers(-(2**40), 2**40, (300,), dtype=np.int64)
+    with OmWriter(tmp_path / "x.om") as w:
+        unit = w.write_scalar("K", name="unit")
+        a = w.write_array(x, chunks=(4, 5, 5), name="x", children=[unit])
+        b = w.write_array(i, chunks=(64,), name="i", scale_factor=3.0)
+        g = w.write_group(name="g", children=[b, w.write_scalar(np.uint16(7), name="n")])
+        w.close(w.write_group(name="", children=[a, g]))
+    with OmFile(tmp_path / "x.om") as f:
+        assert f.version == 3 and f.root.child_names == ["x", "g"]
+        np.testing.assert_array_equal(f["x"][...], x)
+        assert f["x"].attrs == {"unit": "K"} and f["x"].compression == "fpx_xor_2d"
+        np.testing.assert_array_equal(f["g/i"][...], i)
+        assert f["g/i"].scale_factor == 3.0 and f["g"].attrs["n"] == 7

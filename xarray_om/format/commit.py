@@ -40,6 +40,7 @@ _DEFERRED_COMMIT = {
     "adlfs.spec.AzureBlobFileSystem",
 }
 TEMP_SUFFIX = ".om-tmp"
+_LOCAL_BUFFER = 2**20
 
 
 class Sink:
@@ -135,7 +136,8 @@ class LocalSink(Sink):
         try:
             # mkstemp creates 0600; give the result the permissions open() would.
             os.fchmod(fd, 0o666 & ~_umask())
-            self._file = os.fdopen(fd, "wb", buffering=buffer_size)
+            # Large chunk runs bypass the buffer; it only gathers small records.
+            self._file = os.fdopen(fd, "wb", buffering=min(buffer_size, _LOCAL_BUFFER))
         except BaseException:
             os.close(fd)
             os.unlink(self.temp_path)

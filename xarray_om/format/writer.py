@@ -24,6 +24,7 @@ encoded anywhere, e.g. by ``_native.encode_block`` on dask workers).
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import math
 import os
@@ -63,7 +64,7 @@ __all__ = [
 
 OnClamp = Literal["warn", "raise", "ignore"]
 
-DEFAULT_BLOCK_BYTES = 16 * 2**20
+DEFAULT_BLOCK_BYTES = 2 * 2**20
 _PAD = bytes(8)
 # Elements checked per numpy pass in count_out_of_range (keeps temporaries in cache).
 _CHECK_SLICE = 1 << 18
@@ -823,9 +824,11 @@ class OmWriter:
         try:
             plan = plan_blocks(codec.dims, codec.chunks, max_elems)
             n_threads = threads if threads is not None else min(4, os.cpu_count() or 1)
-            for enc, lengths, n_bad in _ordered_map(encode, plan, n_threads):
-                stream.clamped += n_bad
-                stream._append(enc, lengths)
+            # closing(): on an error, stop the encoder threads now, not at garbage collection
+            with contextlib.closing(_ordered_map(encode, plan, n_threads)) as results:
+                for enc, lengths, n_bad in results:
+                    stream.clamped += n_bad
+                    stream._append(enc, lengths)
             return stream._finish(raw_name, kids)
         except BaseException:
             stream.cancel()
