@@ -913,24 +913,16 @@ def test_memory_target(tmp_path):
     fs.rm("/wtest", recursive=True)
 
 
-@pytest.fixture
-def s3srv(request):
-    try:
-        return request.getfixturevalue("s3")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py provides no `s3` fixture (SeaweedFS server) yet")
-
-
-def test_s3_target(s3srv):
+def test_s3_target(s3):
     import s3fs
 
-    fs = s3fs.S3FileSystem(**s3srv.storage_options)
-    b = s3srv.bucket
+    fs = s3fs.S3FileSystem(**s3.storage_options)
+    b = s3.bucket
     rng = np.random.default_rng(5)
     # > 2 upload parts: incompressible data, 5 MiB parts
     x = rng.integers(0, 2**32, (1400, 2000), dtype=np.uint32)
     url = f"s3://{b}/dir/x.om"
-    with OmWriter(url, storage_options=s3srv.storage_options, buffer_size=5 * 2**20) as w:
+    with OmWriter(url, storage_options=s3.storage_options, buffer_size=5 * 2**20) as w:
         unit = w.write_scalar("K", name="unit")
         w.close(w.write_array(x, chunks=(100, 500), name="x", children=[unit]))
     tree = _read_fs(fs, f"{b}/dir/x.om")
@@ -939,12 +931,12 @@ def test_s3_target(s3srv):
     old = fs.cat_file(f"{b}/dir/x.om")
 
     with pytest.raises(FileExistsError):
-        OmWriter(url, storage_options=s3srv.storage_options, overwrite=False)
+        OmWriter(url, storage_options=s3.storage_options, overwrite=False)
     for target in (url, f"s3://{b}/dir/new.om"):
         for n_ok in (1, 400):  # before and after the first part was uploaded
             with pytest.raises(RuntimeError):
                 with OmWriter(
-                    target, storage_options=s3srv.storage_options, buffer_size=5 * 2**20
+                    target, storage_options=s3.storage_options, buffer_size=5 * 2**20
                 ) as w:
                     w.write_array_streaming(
                         _failing_blocks(x, n_ok, RuntimeError("x")),
@@ -1013,3 +1005,14 @@ def test_our_reader_reads_our_files(tmp_path):
         assert f["x"].attrs == {"unit": "K"} and f["x"].compression == "fpx_xor_2d"
         np.testing.assert_array_equal(f["g/i"][...], i)
         assert f["g/i"].scale_factor == 3.0 and f["g"].attrs["n"] == 7
+
+
+def test_file_url_and_local_fs_tuple_are_atomic_local_writes(tmp_path):
+    from fsspec.implementations.local import LocalFileSystem
+
+    for target in (f"file://{tmp_path}/u.om", (LocalFileSystem(), str(tmp_path / "t.om"))):
+        w = OmWriter(target)
+        assert not no_temp_files(tmp_path)  # the temporary lives next to the target
+        w.close(w.write_scalar("v", name="x"))
+    assert (tmp_path / "u.om").read_bytes() == (tmp_path / "t.om").read_bytes()
+    assert no_temp_files(tmp_path)
