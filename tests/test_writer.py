@@ -1016,3 +1016,23 @@ def test_file_url_and_local_fs_tuple_are_atomic_local_writes(tmp_path):
         w.close(w.write_scalar("v", name="x"))
     assert (tmp_path / "u.om").read_bytes() == (tmp_path / "t.om").read_bytes()
     assert no_temp_files(tmp_path)
+
+
+def test_io_error_poisons_writer(tmp_path, monkeypatch):
+    w = OmWriter(tmp_path / "x.om")
+    s = w.begin_array(shape=(8, 4), dtype=np.int32, chunks=(2, 4))
+    s.write_block(np.zeros((2, 4), np.int32))
+
+    def disk_full(data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w._sink, "_raw_write", disk_full)
+    with pytest.raises(OSError):
+        s.write_block(np.zeros((2, 4), np.int32))
+    with pytest.raises(OmEncodingError, match="earlier failure"):
+        s.write_block(np.zeros((2, 4), np.int32))
+    s.cancel()
+    with pytest.raises(OmEncodingError, match="earlier write failed"):
+        w.write_scalar("x", name="x")
+    w.abort()
+    assert not (tmp_path / "x.om").exists() and no_temp_files(tmp_path)

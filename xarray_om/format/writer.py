@@ -351,6 +351,12 @@ class ArrayStream:
     def _check_open(self) -> None:
         if self._state != "open":
             raise OmEncodingError(f"array stream is {self._state}", source=self._writer.name)
+        w = self._writer
+        if w._state != "open" or w._failure is not None:
+            raise OmEncodingError(
+                f"writer is {w._state if w._state != 'open' else 'broken by an earlier failure'}",
+                source=w.name,
+            )
 
     def _as_block(self, block: Any) -> np.ndarray:
         block = np.asarray(block)
