@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import stat
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from xarray_om.format.commit import TEMP_SUFFIX
 from xarray_om.format.writer import (
     OmClampWarning,
     OmWriter,
+    array_codec,
     count_out_of_range,
     plan_blocks,
     resolve_compression,
@@ -471,12 +473,19 @@ def test_streaming_equals_write_array(tmp_path, dtype, comp, sf):
             )
         )
 
+    # as a dask worker would: encode with a pickled codec before the stream exists
+    codec = pickle.loads(pickle.dumps(array_codec(shape, dtype, chunks, comp, sf)))
+    encoded = [
+        (start, *_native.encode_block(codec, x[sl], start))
+        for start, sl in plan_blocks(shape, chunks, 300)
+    ]
+
     def encoded_elsewhere(w):
         s = w.begin_array(
             shape=shape, dtype=dtype, chunks=chunks, compression=comp, scale_factor=sf
         )
-        for start, sl in plan_blocks(shape, chunks, 300):
-            data, lengths = _native.encode_block(s.codec, x[sl], start)
+        assert s.codec == codec
+        for start, data, lengths in encoded:
             assert start == s.next_block_start()
             s.append_encoded(bytes(data), lengths)
         return s.finish("x")

@@ -57,6 +57,7 @@ __all__ = [
     "NodeRef",
     "OmClampWarning",
     "OmWriter",
+    "array_codec",
     "count_out_of_range",
     "plan_blocks",
     "resolve_compression",
@@ -203,6 +204,33 @@ def _geometry(shape: Any, chunks: Any) -> tuple[tuple[int, ...], tuple[int, ...]
 def _check_on_clamp(on_clamp: str) -> None:
     if on_clamp not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_clamp must be 'warn', 'raise' or 'ignore', not {on_clamp!r}")
+
+
+def array_codec(
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    compression: str | int | None = None,
+    scale_factor: float | None = None,
+    add_offset: float = 0.0,
+) -> _native.ArrayCodec:
+    """Validated codec of an array to write, with the writer's defaults.
+
+    Same rules as :meth:`OmWriter.write_array` (dtype, compression defaults,
+    geometry, scale parameters); raises ``OmEncodingError``. The result equals
+    ``OmWriter.begin_array(...).codec`` for the same arguments, so blocks can be
+    encoded (``_native.encode_block``) before the array's stream is opened.
+    """
+    dims, chunk_t = _geometry(shape, chunks)
+    dt = _array_dtype(dtype)
+    comp = resolve_compression(dt, compression, scale_factor)
+    scaled = _uses_scale(dt, comp)
+    sf = _float32_param(
+        1.0 if scale_factor is None else scale_factor, "scale_factor",
+        must_be_finite=scaled, nonzero=scaled,
+    )  # fmt: skip
+    ao = _float32_param(add_offset, "add_offset", must_be_finite=scaled)
+    return _native.ArrayCodec(array_type_for(dt), comp, dims, chunk_t, sf, ao)
 
 
 # --------------------------------------------------------------------------- lossy range check
@@ -686,26 +714,6 @@ class OmWriter:
             )
         return name
 
-    def _make_codec(
-        self,
-        shape: Any,
-        dtype: Any,
-        chunks: Any,
-        compression: str | int | None,
-        scale_factor: float | None,
-        add_offset: float,
-    ) -> _native.ArrayCodec:
-        dims, chunk_t = _geometry(shape, chunks)
-        dt = _array_dtype(dtype)
-        comp = resolve_compression(dt, compression, scale_factor)
-        scaled = _uses_scale(dt, comp)
-        sf = _float32_param(
-            1.0 if scale_factor is None else scale_factor, "scale_factor",
-            must_be_finite=scaled, nonzero=scaled,
-        )  # fmt: skip
-        ao = _float32_param(add_offset, "add_offset", must_be_finite=scaled)
-        return _native.ArrayCodec(array_type_for(dt), comp, dims, chunk_t, sf, ao)
-
     # -- arrays
 
     def begin_array(
@@ -729,7 +737,7 @@ class OmWriter:
         """
         self._check_ready()
         _check_on_clamp(on_clamp)
-        codec = self._make_codec(shape, dtype, chunks, compression, scale_factor, add_offset)
+        codec = array_codec(shape, dtype, chunks, compression, scale_factor, add_offset)
         self._stream = ArrayStream(self, codec, on_clamp)
         return self._stream
 
@@ -793,7 +801,7 @@ class OmWriter:
         if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
             data = np.asarray(data)
         shape = tuple(data.shape)
-        codec = self._make_codec(shape, data.dtype, chunks, compression, scale_factor, add_offset)
+        codec = array_codec(shape, data.dtype, chunks, compression, scale_factor, add_offset)
         kids = self._children(children)  # validate before writing anything
         raw_name = self._name(name)
         max_elems = max(1, block_bytes // codec.dtype.itemsize)
