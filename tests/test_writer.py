@@ -195,9 +195,13 @@ def scalar_values(draw):
 def array_specs(draw):
     dtype, comp = draw(st.sampled_from(VALID_PAIRS))
     ndim = draw(st.integers(1, 4))
-    max_dim = {1: 300, 2: 24, 3: 9, 4: 5}[ndim]
+    max_dim = {1: 2000, 2: 40, 3: 12, 4: 6}[ndim]
     shape = tuple(draw(st.integers(1, max_dim)) for _ in range(ndim))
-    chunks = tuple(draw(st.integers(1, d)) for d in shape)
+    if draw(st.integers(0, 4)) == 0:  # tiny chunks: up to 2000 chunks, many LUT groups
+        chunks = tuple(draw(st.integers(1, 2)) for d in shape)
+        chunks = tuple(min(c, d) for c, d in zip(chunks, shape, strict=True))
+    else:
+        chunks = tuple(draw(st.integers(1, d)) for d in shape)
     sf = draw(st.sampled_from([1.0, 10.0, 20.0, 0.5, 100.0]))
     ao = draw(st.sampled_from([0.0, 5.5, -3.0])) if comp in (0, 2) else 0.0
     default = draw(st.booleans()) and comp == (1 if np.dtype(dtype).kind == "f" else 2)
