@@ -408,14 +408,18 @@ int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *ou
 static void FN(hist_)(const T *restrict v, unsigned m, int bmax, uint32_t *restrict cnt)
 {
     uint8_t bl[128];
-#if W <= 32
-    /* Bit length from the float exponent: exact for x < 2^24 (32-bit values
-     * above that are shifted down by 8 first). Branch-free and vectorised;
-     * a bsr per value would be the slowest part of a block. */
-#if W == 32
+    /* Bit length from the float exponent: exact for x < 2^24 (values up to
+     * 2^32 are shifted down by 8 first). Branch-free and vectorised; a bsr per
+     * value would be the slowest part of a block. */
+#if W == 64
+    if (bmax > 32) {
+        for (unsigned i = 0; i < m; i++) bl[i] = (uint8_t)om_bitlen64(v[i]);
+    } else
+#endif
+#if W >= 32
     if (bmax > 24) {
         for (unsigned i = 0; i < m; i++) {
-            uint32_t x = v[i];
+            uint32_t x = (uint32_t)v[i];
             const uint32_t big = 0u - (uint32_t)(x >= (1u << 24));
             x = (x & ~big) | ((x >> 8) & big);
             int32_t e = (int32_t)(om_fbits((float)(int32_t)x) >> 23) - 126;
@@ -426,13 +430,10 @@ static void FN(hist_)(const T *restrict v, unsigned m, int bmax, uint32_t *restr
 #endif
     {
         for (unsigned i = 0; i < m; i++) {
-            int32_t e = (int32_t)(om_fbits((float)(int32_t)v[i]) >> 23) - 126;
+            int32_t e = (int32_t)(om_fbits((float)(int32_t)(uint32_t)v[i]) >> 23) - 126;
             bl[i] = (uint8_t)(e > 0 ? e : 0);
         }
     }
-#else
-    for (unsigned i = 0; i < m; i++) bl[i] = (uint8_t)(v[i] ? 64 - __builtin_clzll(v[i]) : 0);
-#endif
     if (bmax < 8) {
         /* Small widths (the common case): one byte counter per bit length in
          * a 64-bit word; counts <= 128 never carry into the next byte. */
