@@ -33,7 +33,6 @@ from xarray_om.format.records import array_type_for, encode_array_record, encode
 
 SETTINGS = settings(
     deadline=None,
-    derandomize=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -263,7 +262,7 @@ def test_container_lut_example():
 
 
 @pytest.mark.parametrize(("dtype", "compression"), VALID_PAIRS)
-@settings(SETTINGS, max_examples=250)
+@settings(SETTINGS, max_examples=150)
 @given(data=st.data())
 def test_chunk_matches_reference(tmp_path, dtype, compression, data):
     values, sf, ao = data.draw(chunk_case(dtype, compression))
@@ -326,7 +325,7 @@ def _modes(values: np.ndarray, data: bytes) -> set[tuple[str, bool]]:
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES)
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=60)
 @given(seed=st.integers(0, 2**63))
 def test_crafted_streams_match_reference(tmp_path, dtype, seed):
     values = crafted_values(dtype, np.random.default_rng(seed))
@@ -475,7 +474,7 @@ def assert_chunks_match(ref_data: bytes, ours: bytes, lengths, codec: ArrayCodec
         pos += length
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=200)
 @given(case=block_case())
 def test_block_and_lut_match_reference(tmp_path, case):
     values, compression, chunks, sf, ao = case
@@ -578,7 +577,7 @@ def sub_block_case(draw):
     return values.reshape(dims), compression, chunks, tuple(start), tuple(stop)
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=200)
 @given(case=sub_block_case(), x86=st.booleans())
 def test_block_equals_chunks(case, x86):
     array, compression, chunks, start, stop = case
@@ -673,7 +672,7 @@ LOSSLESS_PAIRS = [(t, c) for t, c in VALID_PAIRS if c == 1 or not t.startswith("
 
 
 @pytest.mark.parametrize(("dtype", "compression"), LOSSLESS_PAIRS)
-@settings(SETTINGS, max_examples=80)
+@settings(SETTINGS, max_examples=50)
 @given(data=st.data(), x86=st.booleans())
 def test_lossless_round_trip(dtype, compression, data, x86):
     """decode(encode(x)) == x bit for bit, consuming exactly the encoded bytes."""
