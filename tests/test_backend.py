@@ -1,0 +1,1145 @@
+"""xarray backend: engine registration, fixtures and omfiles-written files vs. the reference,
+naming conventions, CF options, laziness and chunk alignment, indexing, groups, mfdataset,
+remote (S3) and file-like sources."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import dask
+import numpy as np
+import omfiles
+import pytest
+import xarray as xr
+from omfiles.xarray import OmXarrayEntrypoint
+
+from xarray_om import conventions as conv
+from xarray_om.backend import (
+    LegacyGridArray,
+    OmBackendArray,
+    OmBackendEntrypoint,
+    _other_om_entrypoints,
+)
+from xarray_om.errors import OmFormatError
+from xarray_om.format.reader import OmArray
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+ENGINE = OmBackendEntrypoint
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::xarray_om.backend.EngineNameClashWarning"),
+    pytest.mark.filterwarnings("ignore:Found 2 entrypoints for the engine name om"),
+]
+
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+def open_om(path, **kw) -> xr.Dataset:
+    return xr.open_dataset(path, engine=ENGINE, **kw)
+
+
+# --------------------------------------------------------------------------- file writers
+
+
+def _children(w, items: dict) -> list:
+    return [w.write_scalar(v, name=k) for k, v in items.items()]
+
+
+def write_run_file(
+    path,
+    data: np.ndarray,
+    times: np.ndarray,
+    *,
+    chunks=None,
+    crs: str | None = None,
+    unit: str = "°C",
+    coordinates: str | None = "lat lon time",
+    scale_factor: float = 20.0,
+    compression: str = "pfor_delta_2d_int16",
+    frt: int = T0,
+) -> None:
+    """An Open-Meteo data_run-shaped file: unnamed root array + time array + scalars."""
+    w = omfiles.OmFileWriter(str(path))
+    kids = []
+    if crs is not None:
+        kids.append(w.write_scalar(crs, name="crs_wkt"))
+    kids.append(w.write_scalar(unit, name="unit"))
+    kids.append(w.write_scalar(np.int64(frt), name="forecast_reference_time"))
+    kids.append(
+        w.write_array(
+            np.asarray(times, np.int64),
+            chunks=[len(times)],
+            compression="pfor_delta_2d",
+            name="time",
+        )
+    )
+    if coordinates is not None:
+        kids.append(w.write_scalar(coordinates, name="coordinates"))
+    kids.append(w.write_scalar(np.int64(T0 + 1234), name="created_at"))
+    if chunks is None:
+        chunks = [1, max(1, min(1024 // data.shape[-1], data.shape[1])), data.shape[-1]]
+    root = w.write_array(
+        data,
+        chunks=list(chunks),
+        scale_factor=scale_factor,
+        compression=compression,
+        name="",
+        children=kids,
+    )
+    w.close(root)
+
+
+def write_spatial_file(path, variables: dict, valid_time: int, *, crs: str, frt: int = T0):
+    """An Open-Meteo data_spatial-shaped file: root group of 2-D arrays + root scalars."""
+    w = omfiles.OmFileWriter(str(path))
+    kids = []
+    for name, (data, unit, scale) in variables.items():
+        u = w.write_scalar(unit, name="unit")
+        kids.append(
+            w.write_array(
+                data,
+                chunks=[min(data.shape[0], 32), min(data.shape[1], 32)],
+                scale_factor=scale,
+                compression="pfor_delta_2d_int16",
+                name=name,
+                children=[u],
+            )
+        )
+    kids += [
+        w.write_scalar(crs, name="crs_wkt"),
+        w.write_scalar(np.int64(frt), name="forecast_reference_time"),
+        w.write_scalar(np.int64(valid_time), name="valid_time"),
+        w.write_scalar("lat lon", name="coordinates"),
+        w.write_scalar(np.int64(T0), name="created_at"),
+    ]
+    root = w.write_group(name="", children=kids)
+    w.close(root)
+
+
+def write_bare(path, data, chunks, *, compression="pfor_delta_2d_int16", scale=20.0, name=""):
+    w = omfiles.OmFileWriter(str(path))
+    root = w.write_array(
+        data, chunks=list(chunks), scale_factor=scale, compression=compression, name=name
+    )
+    w.close(root)
+
+
+def smooth_field(shape, seed=0, dtype=np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = np.cumsum(rng.standard_normal(shape), axis=-1) + 10.0
+    return a.astype(dtype)
+
+
+def reference_read(path, key=...):
+    r = omfiles.OmFileReader(str(path))
+    try:
+        return r[key]
+    finally:
+        r.close()
+
+
+REGULAR_WKT = (
+    'GEOGCRS["WGS 84",DATUM["World Geodetic System 1984",ELLIPSOID["WGS 84",6378137,'
+    '298.257223563,LENGTHUNIT["metre",1]]],CS[ellipsoidal,2],AXIS["latitude",north],'
+    'AXIS["longitude",east],ANGLEUNIT["degree",0.0174532925199433],'
+    'USAGE[SCOPE["grid"],BBOX[{lat0},{lon0},{lat1},{lon1}]]]'
+)
+
+
+# --------------------------------------------------------------------------- engine names
+
+
+def test_alias_and_class_export():
+    import xarray_om
+
+    assert xarray_om.OmBackendEntrypoint is OmBackendEntrypoint
+    engines = xr.backends.list_engines()
+    assert isinstance(engines["xarray_om"], OmBackendEntrypoint)
+
+
+def test_om_resolves_to_this_package_without_omfiles():
+    # xarray's own resolution over the installed entry points minus omfiles'.
+    from importlib.metadata import entry_points
+
+    eps = [e for e in entry_points(group="xarray.backends") if not e.value.startswith("omfiles")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "Found 2 entrypoints" now
+        engines = xr.backends.plugins.build_engines(eps)
+    assert isinstance(engines["om"], OmBackendEntrypoint)
+    assert _other_om_entrypoints(eps) == []
+
+
+def test_om_engine_in_environment_without_omfiles(tmp_path):
+    # A fresh interpreter whose importlib.metadata hides omfiles' entry point:
+    # engine="om" must open with this package, and no clash warning is emitted.
+    code = textwrap.dedent(
+        f"""
+        import importlib.metadata as md, warnings
+        _orig = md.entry_points
+        def _filtered(**kw):
+            eps = _orig(**kw)
+            if kw.get("group") == "xarray.backends":
+                return md.EntryPoints([e for e in eps if not e.value.startswith("omfiles")])
+            return eps
+        md.entry_points = _filtered
+        import xarray as xr
+        from xarray_om.backend import OmBackendEntrypoint, EngineNameClashWarning
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            ds = xr.open_dataset({str(FIXTURES / "openmeteo_run.om")!r}, engine="om")
+        assert isinstance(xr.backends.plugins.get_backend("om"), OmBackendEntrypoint)
+        assert not [w for w in rec if issubclass(w.category, (EngineNameClashWarning, RuntimeWarning))], [str(w.message) for w in rec]
+        print(sorted(ds.data_vars), ds["openmeteo_run"].encoding["om_scale_factor"])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['openmeteo_run'] 20.0"
+
+
+def test_clash_warning_names_alias_once(tmp_path):
+    # Both packages installed (this environment): one warning per process, naming the alias.
+    code = textwrap.dedent(
+        f"""
+        import warnings
+        import xarray as xr
+        from xarray_om.backend import EngineNameClashWarning
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                xr.open_dataset({str(FIXTURES / "openmeteo_run.om")!r}, engine="xarray_om").close()
+                xr.open_dataset({str(FIXTURES / "openmeteo_run.om")!r}, engine=__import__("xarray_om").OmBackendEntrypoint).close()
+        msgs = [str(w.message) for w in rec if issubclass(w.category, EngineNameClashWarning)]
+        print(len(msgs))
+        print(msgs[0])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    count, msg = out.stdout.split("\n", 1)
+    assert count == "1"
+    assert "engine='xarray_om'" in msg and "omfiles" in msg
+
+
+def test_other_om_entrypoints_detection():
+    ours = EntryPoint("om", "xarray_om.backend:OmBackendEntrypoint", "xarray.backends")
+    alias = EntryPoint("xarray_om", "xarray_om.backend:OmBackendEntrypoint", "xarray.backends")
+    theirs = EntryPoint("om", "omfiles.xarray:OmXarrayEntrypoint", "xarray.backends")
+    other = EntryPoint("zarr", "zarr.x:Y", "xarray.backends")
+    assert _other_om_entrypoints([ours, alias, other]) == []
+    assert _other_om_entrypoints([ours, alias, theirs]) == ["omfiles.xarray:OmXarrayEntrypoint"]
+
+
+def test_guess_can_open(tmp_path):
+    be = OmBackendEntrypoint()
+    assert be.guess_can_open(FIXTURES / "openmeteo_run.om")
+    assert be.guess_can_open(str(FIXTURES / "legacy_v1.om"))
+    assert be.guess_can_open(str(FIXTURES / "legacy_v2_fpx.om"))
+    assert not be.guess_can_open(FIXTURES / "README.md")
+    assert not be.guess_can_open(tmp_path / "missing.om")
+    tiny = tmp_path / "tiny.om"
+    tiny.write_bytes(b"OM")
+    assert not be.guess_can_open(tiny)
+    assert be.guess_can_open("s3://bucket/data_run/x/temperature_2m.om")
+    assert be.guess_can_open("https://host/a/chunk_1.om?x=1")
+    assert not be.guess_can_open("s3://bucket/file.nc")
+    raw = (FIXTURES / "hierarchy.om").read_bytes()
+    bio = io.BytesIO(raw)
+    bio.seek(5)
+    assert be.guess_can_open(bio)
+    assert bio.tell() == 5
+    assert not be.guess_can_open(io.BytesIO(b"CDF\x01" + b"\0" * 100))
+    assert be.guess_can_open(raw)
+    assert not be.guess_can_open(object())
+
+
+# --------------------------------------------------------------------------- fixtures vs .npy
+
+
+def _manifest_arrays():
+    """(file, open kwargs, variable name, expected npy) for every array of every fixture."""
+    if not (FIXTURES / "manifest.json").is_file():
+        return []
+    out = []
+    for entry in json.loads((FIXTURES / "manifest.json").read_text())["files"]:
+        stem = entry["file"][:-3]
+
+        def walk(node, group_parts, parent_kind, is_root, entry=entry, stem=stem):
+            if node["kind"] == "array":
+                name = node["name"] or (stem if is_root else None)
+                group = "/".join(group_parts) or None
+                if node.get("expected_npy") and name:
+                    out.append((entry["file"], group, name, node["expected_npy"]))
+                for c in node.get("children", []):
+                    if c["kind"] == "array":
+                        walk(c, group_parts, "array", False)
+            elif node["kind"] == "group":
+                parts = [] if is_root else [*group_parts, node["name"]]
+                for c in node.get("children", []):
+                    walk(c, parts, "group", False)
+
+        walk(entry["root"], [], None, True)
+    return out
+
+
+MANIFEST_ARRAYS = _manifest_arrays()
+
+
+@pytest.mark.parametrize(
+    ("fname", "group", "var", "npy"),
+    MANIFEST_ARRAYS,
+    ids=[f"{a[0]}:{a[1] or ''}/{a[2]}" for a in MANIFEST_ARRAYS],
+)
+def test_fixture_arrays_match_reference(fname, group, var, npy):
+    expected = np.load(FIXTURES / npy)
+    with open_om(FIXTURES / fname, group=group, decode_times=False, spatial_time="scalar") as ds:
+        got = ds[var].values
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        if ds[var].ndim and not ds[var].variable._in_memory:
+            lazy = open_om(FIXTURES / fname, group=group, decode_times=False, chunks={})
+            np.testing.assert_array_equal(lazy[var].values, expected)
+            lazy.close()
+
+
+def test_manifest_covers_everything():
+    assert len(MANIFEST_ARRAYS) >= 40
+    assert {a[0] for a in MANIFEST_ARRAYS} >= {
+        "hierarchical.om",
+        "legacy_v1.om",
+        "openmeteo_run.om",
+        "openmeteo_spatial.om",
+        "shape_4d.om",
+        "many_chunks.om",
+    }
+
+
+# --------------------------------------------------------------------------- Open-Meteo layouts
+
+
+def test_data_run_layout(tmp_path):
+    ny, nx, nt = 6, 7, 30
+    data = smooth_field((ny, nx, nt))
+    times = T0 + 3600 * np.arange(nt, dtype=np.int64)
+    times[20:] = times[19] + 10800 * np.arange(1, 11)  # irregular, as in real files
+    wkt = REGULAR_WKT.format(lat0=43.18, lon0=-3.94, lat1=43.28, lon1=-3.82)
+    d = tmp_path / "data_run" / "dwd_icon_d2" / "2024" / "01" / "01" / "0000Z"
+    d.mkdir(parents=True)
+    path = d / "temperature_2m.om"
+    write_run_file(path, data, times, crs=wkt)
+    ref = reference_read(path)
+    with xr.open_dataset(path, engine="xarray_om") as ds:
+        assert list(ds.data_vars) == ["temperature_2m"]
+        da = ds["temperature_2m"]
+        assert da.dims == ("lat", "lon", "time")
+        np.testing.assert_array_equal(da.values, ref)
+        np.testing.assert_array_equal(
+            ds["time"].values, times.astype("datetime64[s]").astype("datetime64[ns]")
+        )
+        assert ds["forecast_reference_time"].values == np.datetime64(T0, "s")
+        assert "forecast_reference_time" in ds.coords
+        np.testing.assert_allclose(ds["lat"].values, 43.18 + 0.02 * np.arange(ny), atol=1e-9)
+        np.testing.assert_allclose(ds["lon"].values, -3.94 + 0.02 * np.arange(nx), atol=1e-9)
+        assert ds["lat"].attrs["units"] == "degrees_north"
+        assert da.attrs["units"] == "°C" and da.attrs["unit"] == "°C"
+        assert da.attrs["crs_wkt"] == wkt
+        for forbidden in ("coordinates", "scale_factor", "add_offset", "_ARRAY_DIMENSIONS"):
+            assert forbidden not in da.attrs
+            assert forbidden not in ds.attrs
+        enc = da.encoding
+        assert enc["om_scale_factor"] == 20.0 and enc["om_add_offset"] == 0.0
+        assert enc["compression"] == "pfor_delta_2d_int16"
+        assert enc["chunks"] == (1, 7, 30)
+        assert enc["preferred_chunks"] == {"lat": 1, "lon": 7, "time": 30}
+    # identical values to omfiles' own xarray backend
+    with xr.open_dataset(path, engine=OmXarrayEntrypoint) as ref_ds:
+        np.testing.assert_array_equal(ref_ds[""].values, data_ := ref)
+        assert data_.shape == (ny, nx, nt)
+
+
+def test_data_dir_layout_names_from_folder(tmp_path):
+    d = tmp_path / "data" / "dwd_icon" / "wind_u_component_10m"
+    d.mkdir(parents=True)
+    data = smooth_field((5, 9, 24))
+    write_bare(d / "chunk_1234.om", data, [1, 6, 24])
+    write_bare(d / "year_2020.om", data, [1, 6, 24])
+    for fname in ("chunk_1234.om", "year_2020.om"):
+        with open_om(d / fname) as ds:
+            assert list(ds.data_vars) == ["wind_u_component_10m"]
+            da = ds["wind_u_component_10m"]
+            assert da.dims == ("lat", "lon", "time")
+            np.testing.assert_array_equal(da.values, reference_read(d / fname))
+    # 4-D ensembles and 2-D static fields
+    write_bare(tmp_path / "ens.om", smooth_field((3, 4, 2, 8)), [1, 2, 1, 8])
+    with open_om(tmp_path / "ens.om") as ds:
+        assert ds["ens"].dims == ("lat", "lon", "member", "time")
+    write_bare(tmp_path / "HSURF.om", smooth_field((3, 4)), [3, 4])
+    with open_om(tmp_path / "HSURF.om") as ds:
+        assert ds["HSURF"].dims == ("lat", "lon")
+    # without a path: "data", or variable_name=
+    raw = (d / "chunk_1234.om").read_bytes()
+    with open_om(io.BytesIO(raw)) as ds:
+        assert list(ds.data_vars) == ["data"]
+    with open_om(io.BytesIO(raw), variable_name="u10") as ds:
+        assert list(ds.data_vars) == ["u10"]
+
+
+def test_spatial_layout_time_dimension_and_grid(tmp_path):
+    ny, nx = 40, 50
+    t = smooth_field((ny, nx), 1)
+    rh = (smooth_field((ny, nx), 2) * 3).round()
+    # descending latitude, float32 print noise in the BBOX
+    wkt = REGULAR_WKT.format(lat0=71.95, lon0=-25.0, lat1=68.049995, lon1=-20.099998)
+    path = tmp_path / "2024-01-01T0100.om"
+    write_spatial_file(
+        path,
+        {"temperature_2m": (t, "°C", 20.0), "relative_humidity_2m": (rh, "%", 1.0)},
+        T0 + 3600,
+        crs=wkt,
+    )
+    with open_om(path) as ds:
+        assert ds["temperature_2m"].dims == ("time", "lat", "lon")
+        assert ds.sizes == {"time": 1, "lat": ny, "lon": nx}
+        assert ds["time"].values[0] == np.datetime64(T0 + 3600, "s")
+        assert ds["temperature_2m"].encoding["preferred_chunks"] == {
+            "time": 1,
+            "lat": 32,
+            "lon": 32,
+        }
+        np.testing.assert_array_equal(
+            ds["temperature_2m"].values[0], reference_read_child(path, "temperature_2m")
+        )
+        lat = ds["lat"].values
+        assert lat[0] == 71.95 and lat[-1] == pytest.approx(68.05, abs=1e-9)
+        np.testing.assert_allclose(np.diff(lat), -0.1, atol=1e-9)
+        np.testing.assert_allclose(ds["lon"].values, -25 + 0.1 * np.arange(nx), atol=1e-9)
+        assert ds.attrs["crs_wkt"] == wkt
+        assert "coordinates" not in ds.attrs and "valid_time" not in ds.attrs
+        # indexing through the leading time axis
+        np.testing.assert_array_equal(
+            ds["temperature_2m"][0, 3:9:2, [1, 4]].values,
+            ds["temperature_2m"].values[0, 3:9:2][:, [1, 4]],
+        )
+        assert ds["relative_humidity_2m"].attrs["units"] == "%"
+    with open_om(path, spatial_time="scalar") as ds:
+        assert ds["temperature_2m"].dims == ("lat", "lon")
+        assert ds["time"].ndim == 0 and "time" in ds.coords
+    with open_om(path, decode_grid=False) as ds:
+        assert "lat" not in ds.variables
+
+
+def test_spatial_files_concatenate_over_time(tmp_path):
+    wkt = REGULAR_WKT.format(lat0=40, lon0=0, lat1=41.9, lon1=2.4)
+    paths, fields = [], []
+    for h in range(4):
+        f = smooth_field((20, 25), h)
+        fields.append(f)
+        p = tmp_path / f"t{h}.om"
+        write_spatial_file(p, {"temperature_2m": (f, "°C", 20.0)}, T0 + 3600 * h, crs=wkt)
+        paths.append(p)
+    ds = xr.open_mfdataset(paths[::-1], engine=ENGINE, combine="by_coords")
+    assert ds.sizes == {"time": 4, "lat": 20, "lon": 25}
+    assert (np.diff(ds["time"].values) == np.timedelta64(3600, "s")).all()
+    ref = np.stack([reference_read_child(p, "temperature_2m") for p in paths])
+    np.testing.assert_array_equal(ds["temperature_2m"].values, ref)
+    ds.close()
+
+
+def reference_read_child(path, name):
+    r = omfiles.OmFileReader(str(path))
+    try:
+        return r.get_child_by_name(name)[...]
+    finally:
+        r.close()
+
+
+def test_rolling_time_axis(tmp_path):
+    w = omfiles.OmFileWriter(str(tmp_path / "rolling.om"))
+    kids = [
+        w.write_scalar(np.int64(T0), name="time_start"),
+        w.write_scalar(np.int64(T0 + 10 * 3600), name="time_end"),
+        w.write_scalar(np.int64(3600), name="dt_seconds"),
+    ]
+    root = w.write_array(
+        smooth_field((2, 3, 4, 10)),
+        chunks=[1, 3, 1, 10],
+        scale_factor=20,
+        compression="pfor_delta_2d_int16",
+        name="",
+        children=kids,
+    )
+    w.close(root)
+    d = tmp_path / "ens" / "temperature_2m"
+    d.mkdir(parents=True)
+    os.replace(tmp_path / "rolling.om", d / "rolling.om")
+    with open_om(d / "rolling.om") as ds:
+        assert ds["temperature_2m"].dims == ("lat", "lon", "member", "time")
+        expected = (T0 + 3600 * np.arange(10)).astype("datetime64[s]").astype("datetime64[ns]")
+        np.testing.assert_array_equal(ds["time"].values, expected)
+
+
+def test_legacy_files(tmp_path):
+    ref = np.load(FIXTURES / "legacy_v2_int16.root.npy")  # (21, 30), chunks (6, 7)
+    with open_om(FIXTURES / "legacy_v2_int16.om") as ds:
+        da = ds["legacy_v2_int16"]
+        assert da.dims == ("location", "time")
+        np.testing.assert_array_equal(da.values, ref)
+    with open_om(FIXTURES / "legacy_v2_int16.om", legacy_grid=(3, 7), chunks={}) as ds:
+        da = ds["legacy_v2_int16"]
+        assert da.dims == ("lat", "lon", "time")
+        grid = ref.reshape(3, 7, 30)
+        # rows per block: 6 locations per OM chunk, 7 per row -> 6 rows (clipped to 3)
+        assert da.chunks == ((3,), (7,), (7, 7, 7, 7, 2))
+        np.testing.assert_array_equal(da.values, grid)
+        np.testing.assert_array_equal(da[1:3, ::2, 5].values, grid[1:3, ::2, 5])
+        np.testing.assert_array_equal(da[2, 3:6].values, grid[2, 3:6])
+        np.testing.assert_array_equal(
+            da.isel(lat=[2, 0], lon=[6, 1, 3]).values, grid[[2, 0]][:, [6, 1, 3]]
+        )
+        np.testing.assert_array_equal(da[:, ::-1, -1].values, grid[:, ::-1, -1])
+        np.testing.assert_array_equal(da[1, 4, 7].values, grid[1, 4, 7])
+    with pytest.raises(ValueError, match="legacy_grid"):
+        open_om(FIXTURES / "legacy_v2_int16.om", legacy_grid=(4, 7))
+    with pytest.raises(ValueError, match="legacy"):
+        open_om(FIXTURES / "openmeteo_run.om", legacy_grid=(4, 5))
+
+
+def test_legacy_grid_array_preferred_chunks():
+    from xarray_om.format.reader import OmFile
+
+    arr = OmFile(FIXTURES / "legacy_v2_int16.om").root
+    lg = LegacyGridArray(arr, 3, 7)
+    assert lg.preferred_chunks() == (3, 7, 7)
+    assert lg.shape == (3, 7, 30)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _write_tree(path, build):
+    w = omfiles.OmFileWriter(str(path))
+    root = build(w)
+    w.close(root)
+
+
+def test_dimension_name_sources(tmp_path):
+    a = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    b = np.arange(12, dtype=np.int32).reshape(3, 4)
+
+    def build(w):
+        own = w.write_array(
+            a, chunks=[1, 3, 4], name="own", children=[w.write_scalar("x y z", name="coordinates")]
+        )
+        legacy = w.write_array(
+            b,
+            chunks=[3, 4],
+            name="legacy",
+            children=[w.write_scalar("y, z", name="_ARRAY_DIMENSIONS")],
+        )
+        inherits = w.write_array(b, chunks=[3, 4], name="inherits")
+        plain = w.write_array(np.arange(5, dtype=np.int8), chunks=[5], name="plain")
+        ycoord = w.write_array(np.arange(3, dtype=np.int32) * 10, chunks=[3], name="y")
+        return w.write_group(
+            name="",
+            children=[
+                own,
+                legacy,
+                inherits,
+                plain,
+                ycoord,
+                w.write_scalar("y z", name="coordinates"),
+            ],
+        )
+
+    path = tmp_path / "dims.om"
+    _write_tree(path, build)
+    with open_om(path) as ds:
+        assert ds["own"].dims == ("x", "y", "z")
+        assert ds["inherits"].dims == ("y", "z")  # from the group's coordinates
+        assert ds["legacy"].dims == ("y", "z")  # group first, then _ARRAY_DIMENSIONS
+        assert ds["plain"].dims == ("dim_0",)
+        assert ds["y"].dims == ("y",) and "y" in ds.indexes
+        assert ds.indexes["y"].tolist() == [0, 10, 20]
+        for v in ds.variables.values():
+            assert "coordinates" not in v.attrs and "_ARRAY_DIMENSIONS" not in v.attrs
+        assert "coordinates" not in ds.attrs
+    # user overrides: sequence by rank, string, mapping; the coordinate follows a rename
+    with open_om(path, dimension_names=["p", "q"]) as ds:
+        assert ds["inherits"].dims == ("p", "q") and ds["legacy"].dims == ("p", "q")
+        assert ds["own"].dims == ("x", "p", "q")
+        assert ds["p"].dims == ("p",)  # the "y" coordinate variable was renamed with its dim
+    with open_om(path, dimension_names={"plain": "n"}) as ds:
+        assert ds["plain"].dims == ("n",)
+        assert ds["own"].dims == ("x", "y", "z")
+    with pytest.raises(ValueError, match="unknown variables"):
+        open_om(path, dimension_names={"nope": ["a"]})
+    with pytest.raises(ValueError, match="fits no array"):
+        open_om(path, dimension_names=["a", "b", "c", "d", "e"])
+
+
+def test_legacy_array_dimensions_child(tmp_path):
+    def build(w):
+        return w.write_array(
+            np.zeros((2, 3), np.float32),
+            chunks=[2, 3],
+            name="v",
+            compression="fpx_xor_2d",
+            children=[w.write_scalar("a,b", name="_ARRAY_DIMENSIONS")],
+        )
+
+    _write_tree(tmp_path / "f.om", build)
+    with open_om(tmp_path / "f.om") as ds:
+        assert ds["v"].dims == ("a", "b")
+        assert ds["v"].attrs == {}
+
+
+def test_conflicting_dimension_sizes(tmp_path):
+    def build(w):
+        a = w.write_array(
+            np.zeros((2, 3), np.int16),
+            chunks=[2, 3],
+            name="a",
+            children=[w.write_scalar("y x", name="coordinates")],
+        )
+        b = w.write_array(
+            np.zeros((4, 3), np.int16),
+            chunks=[2, 3],
+            name="b",
+            children=[w.write_scalar("y x", name="coordinates")],
+        )
+        return w.write_group(name="", children=[a, b])
+
+    _write_tree(tmp_path / "f.om", build)
+    with pytest.raises(ValueError, match=r"dimension 'y' has length 2 in 'a' but 4 in 'b'"):
+        open_om(tmp_path / "f.om")
+    with open_om(tmp_path / "f.om", dimension_names={"b": ["y2", "x"]}) as ds:
+        assert ds.sizes == {"y": 2, "x": 3, "y2": 4}
+    # default names never conflict: they get the variable name as prefix
+    with open_om(FIXTURES / "many_chunks.om") as ds:
+        assert ds["a1d"].dims == ("dim_0",)
+        assert ds["b2d"].dims[0] == "b2d_dim_0"
+
+
+# --------------------------------------------------------------------------- CF options
+
+
+def _cf_file(path):
+    def build(w):
+        counts = np.array([[1, -999, 3], [4, 5, -999]], np.int16)
+        v = w.write_array(
+            counts,
+            chunks=[1, 3],
+            name="counts",
+            children=[
+                w.write_scalar(np.int16(-999), name="_FillValue"),
+                w.write_scalar("y x", name="coordinates"),
+            ],
+        )
+        t = w.write_array(
+            T0 + 3600 * np.arange(3, dtype=np.int64),
+            chunks=[3],
+            name="time",
+            compression="pfor_delta_2d",
+        )
+        hours = w.write_array(
+            np.array([0, 6, 12], np.int32),
+            chunks=[3],
+            name="lead",
+            children=[
+                w.write_scalar("hours", name="units"),
+                w.write_scalar("x", name="coordinates"),
+            ],
+        )
+        return w.write_group(name="", children=[v, t, hours])
+
+    _write_tree(path, build)
+
+
+def test_cf_options(tmp_path):
+    path = tmp_path / "cf.om"
+    _cf_file(path)
+    with open_om(path) as ds:
+        c = ds["counts"]
+        assert c.dtype == np.float32
+        assert np.isnan(c.values[0, 1]) and np.isnan(c.values[1, 2])
+        assert c.encoding["_FillValue"] == -999
+        assert ds["time"].dtype == "datetime64[ns]"
+        assert ds["lead"].dtype == np.int32  # xarray no longer decodes timedeltas by default
+    with open_om(path, decode_timedelta=True) as ds:
+        assert ds["lead"].dtype.kind == "m"
+        assert ds["lead"].values[1] == np.timedelta64(6, "h")
+    with open_om(path, mask_and_scale=False, decode_timedelta=False) as ds:
+        assert ds["counts"].dtype == np.int16
+        assert ds["counts"].values[0, 1] == -999
+        assert ds["lead"].dtype == np.int32
+    with open_om(path, decode_times=False) as ds:
+        assert ds["time"].dtype == np.int64
+        assert ds["time"].attrs["units"] == conv.UNIX_TIME_UNITS
+        assert ds["time"].values[1] == T0 + 3600
+    with xr.open_dataset(path, engine=ENGINE, decode_cf=False) as ds:
+        assert ds["counts"].dtype == np.int16 and ds["time"].dtype == np.int64
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_dataset(path, engine=ENGINE, decode_times=coder) as ds:
+        assert type(ds["time"].values[0]).__module__.startswith("cftime")
+
+
+def test_om_scaling_is_not_cf_scaling(tmp_path):
+    # OM scale_factor means stored = round(value * 20); exposing it as CF
+    # scale_factor would multiply again. Values must equal the reference read.
+    data = np.linspace(-5, 5, 60, dtype=np.float32).reshape(6, 10)
+    write_bare(tmp_path / "s.om", data, [3, 5], scale=20.0, name="v")
+    ref = reference_read(tmp_path / "s.om")
+    for mask_and_scale in (True, False):
+        with open_om(tmp_path / "s.om", mask_and_scale=mask_and_scale) as ds:
+            np.testing.assert_array_equal(ds["v"].values, ref)
+            assert "scale_factor" not in ds["v"].attrs
+            assert ds["v"].encoding["om_scale_factor"] == 20.0
+    np.testing.assert_allclose(ref, data, atol=0.5 / 20 + 1e-6)
+
+
+def test_drop_variables(tmp_path, monkeypatch):
+    path = tmp_path / "cf.om"
+    _cf_file(path)
+    reads = []
+    orig = OmArray.read
+    monkeypatch.setattr(
+        OmArray, "read", lambda self, *a, **k: reads.append(self.name) or orig(self, *a, **k)
+    )
+    with open_om(path, drop_variables=["time", "lead"]) as ds:
+        assert set(ds.variables) == {"counts"}
+    assert reads == []
+    with open_om(path, drop_variables="counts") as ds:
+        assert "counts" not in ds.variables and "time" in ds.variables
+
+
+# --------------------------------------------------------------------------- laziness, chunks
+
+
+@pytest.fixture
+def big_run(tmp_path):
+    ny, nx, nt = 12, 40, 48
+    data = smooth_field((ny, nx, nt), 7)
+    times = T0 + 3600 * np.arange(nt, dtype=np.int64)
+    path = tmp_path / "temperature_2m.om"
+    write_run_file(path, data, times, chunks=[2, 6, 16])
+    return path, reference_read(path)
+
+
+def test_no_data_read_at_open(big_run, monkeypatch):
+    path, _ = big_run
+    reads = []
+    orig = OmArray.read
+    monkeypatch.setattr(
+        OmArray, "read", lambda self, *a, **k: reads.append(self.name) or orig(self, *a, **k)
+    )
+    ds = open_om(path)
+    assert reads == ["time"]  # only the small coordinate array
+    ds2 = open_om(path, chunks={})
+    assert reads == ["time", "time"]
+    ds2["temperature_2m"].isel(lat=0, lon=0).load()
+    assert reads[2:] == ["", "", ""]  # one read per dask chunk along time (3 OM chunks)
+    ds.close()
+    ds2.close()
+
+
+def test_chunks_empty_is_one_dask_chunk_per_om_chunk(big_run):
+    path, ref = big_run
+    with open_om(path, chunks={}) as ds:
+        da = ds["temperature_2m"]
+        assert da.chunks == ((2,) * 6, (6,) * 6 + (4,), (16,) * 3)
+        assert da.data.npartitions == 6 * 7 * 3
+        np.testing.assert_array_equal(da.values, ref)
+
+
+def test_chunks_auto_and_explicit_are_whole_multiples(big_run):
+    path, ref = big_run
+    om = (2, 6, 16)
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        with open_om(path, chunks="auto") as ds:
+            chunks = ds["temperature_2m"].chunks
+    assert len(chunks[1]) > 1 or len(chunks[0]) > 1  # really split
+    for axis, sizes in enumerate(chunks):
+        for s in sizes[:-1]:
+            assert s % om[axis] == 0, (axis, sizes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_om(path, chunks={"lat": 4, "lon": 12, "time": 48}) as ds:
+            assert ds["temperature_2m"].chunks == ((4,) * 3, (12, 12, 12, 4), (48,))
+            np.testing.assert_array_equal(ds["temperature_2m"].values, ref)
+    # xarray warns when explicit sizes split OM chunks
+    with pytest.warns(UserWarning, match="separate the stored chunks"):
+        open_om(path, chunks={"lon": 5}).close()
+
+
+def test_strided_and_outer_selection(big_run, monkeypatch):
+    path, ref = big_run
+    ds = open_om(path)
+    da = ds["temperature_2m"]
+    np.testing.assert_array_equal(da[1:11:3, ::7, 5:40:4].values, ref[1:11:3, ::7, 5:40:4])
+    np.testing.assert_array_equal(da[::-2, 3, ::-5].values, ref[::-2, 3, ::-5])
+    np.testing.assert_array_equal(da[-1, -1, -1].values, ref[-1, -1, -1])
+    keys = []
+    orig = OmArray.read
+    monkeypatch.setattr(
+        OmArray, "read", lambda self, key=..., **k: keys.append(key) or orig(self, key, **k)
+    )
+    # outer (orthogonal) selection: a point time series set without reading bounding boxes
+    got = da.isel(lat=[0, 11], lon=[39, 0]).values
+    np.testing.assert_array_equal(got, ref[[0, 11]][:, [39, 0]])
+    (key,) = keys
+    assert list(key[0]) == [0, 11] and sorted(key[1]) == [0, 39]
+    # vectorized (pointwise) selection goes through the outer read as well
+    keys.clear()
+    pts = da.isel(lat=xr.DataArray([1, 5, 9], dims="p"), lon=xr.DataArray([2, 30, 3], dims="p"))
+    np.testing.assert_array_equal(pts.values, ref[[1, 5, 9], [2, 30, 3]])
+    assert len(keys) == 1 and not isinstance(keys[0][0], slice) and len(keys[0][0]) == 3
+    # same through dask
+    with open_om(path, chunks={}) as dds:
+        got = dds["temperature_2m"].isel(lat=[3, 1], lon=slice(None, None, 9), time=[0, 47]).values
+        np.testing.assert_array_equal(got, ref[[3, 1]][:, ::9][:, :, [0, 47]])
+    ds.close()
+
+
+def test_backend_array_indexing_directly(big_run):
+    from xarray.core import indexing
+
+    from xarray_om.format.reader import OmFile
+
+    path, ref = big_run
+    arr = OmFile(path).root
+    ba = OmBackendArray(arr, leading_axes=1)
+    assert ba.shape == (1, *ref.shape)
+    got = ba[indexing.OuterIndexer((np.array([0, 0]), slice(2, 5), np.array([3, 1]), 7))]
+    np.testing.assert_array_equal(got, ref[None][[0, 0]][:, 2:5][:, :, [3, 1]][..., 7])
+    got = ba[indexing.BasicIndexer((0, 1, slice(None), slice(0, 4)))]
+    np.testing.assert_array_equal(got, ref[1, :, 0:4])
+
+
+# --------------------------------------------------------------------------- pickling, closing
+
+
+def test_dataset_pickles_cheaply(big_run):
+    path, ref = big_run
+    with open_om(path, chunks={}) as ds:
+        blob = pickle.dumps(ds)
+        assert len(blob) < 64 * 1024, len(blob)  # graph + node descriptions, no data
+        ds2 = pickle.loads(blob)
+        np.testing.assert_array_equal(ds2["temperature_2m"].values, ref)
+        var = ds["temperature_2m"].variable._data
+        assert len(pickle.dumps(var)) < 4096
+    with open_om(path) as ds:  # lazy, non-dask
+        ba = pickle.loads(pickle.dumps(ds))
+        np.testing.assert_array_equal(ba["temperature_2m"][3, 5].values, ref[3, 5])
+
+
+def _open_fds() -> set[str]:
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_close_releases_file_handles(big_run):
+    path, _ = big_run
+    target = os.path.realpath(path)
+    ds = open_om(path, chunks={})
+    ds["temperature_2m"][0].load()
+    assert target in _open_fds()
+    ds.close()
+    assert target not in _open_fds()
+    with open_om(path) as ds:
+        assert target in _open_fds()
+    assert target not in _open_fds()
+    tree = xr.open_datatree(path, engine=ENGINE)
+    assert target in _open_fds()
+    tree.close()
+    assert target not in _open_fds()
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def test_datatree_and_groups():
+    path = FIXTURES / "hierarchical.om"
+    tree = xr.open_datatree(path, engine=ENGINE)
+    assert set(tree.groups) == {
+        "/",
+        "/child_0",
+        "/child_0/child_0_0",
+        "/child_0/child_0_1",
+        "/all_types",
+    }
+    np.testing.assert_array_equal(
+        tree["/child_0/child_0_0/child_0_0_1"].values,
+        np.load(FIXTURES / "hierarchical.root.child_0.child_0_0.child_0_0_1.npy"),
+    )
+    assert tree["/all_types"].attrs["uint64_scalar"] == np.uint64(2**64 - 1)
+    assert tree["/child_0/child_0_1"].attrs["child_0_1_0"] == 42.0
+    tree.close()
+    groups = xr.open_groups(path, engine=ENGINE)
+    assert list(groups) == [
+        "/",
+        "/child_0",
+        "/child_0/child_0_0",
+        "/child_0/child_0_1",
+        "/all_types",
+    ]
+    with open_om(path, group="/child_0/child_0_1") as ds:
+        np.testing.assert_array_equal(
+            ds["child_0_1_1"].values,
+            np.load(FIXTURES / "hierarchical.root.child_0.child_0_1.child_0_1_1.npy"),
+        )
+    with pytest.raises(KeyError, match="nope"):
+        open_om(path, group="child_0/nope")
+    # sub-tree
+    sub = xr.open_datatree(path, engine=ENGINE, group="child_0")
+    assert set(sub.groups) == {"/", "/child_0_0", "/child_0_1"}
+
+
+def test_datatree_misaligned_groups_error(tmp_path):
+    def build(w):
+        top = w.write_array(
+            np.arange(3, dtype=np.int32),
+            chunks=[3],
+            name="x",
+            children=[w.write_scalar("x", name="coordinates")],
+        )
+        inner = w.write_array(
+            np.arange(5, dtype=np.int32),
+            chunks=[5],
+            name="x",
+            children=[w.write_scalar("x", name="coordinates")],
+        )
+        g = w.write_group(name="sub", children=[inner])
+        return w.write_group(name="", children=[top, g])
+
+    _write_tree(tmp_path / "m.om", build)
+    with pytest.raises(ValueError, match="open_groups"):
+        xr.open_datatree(tmp_path / "m.om", engine=ENGINE)
+    groups = xr.open_groups(tmp_path / "m.om", engine=ENGINE)
+    assert groups["/"].sizes == {"x": 3} and groups["/sub"].sizes == {"x": 5}
+
+
+# --------------------------------------------------------------------------- many files
+
+
+def _write_day_files(tmp_path, n=24, ny=8, nx=10, nt=24):
+    paths, blocks = [], []
+    for i in range(n):
+        data = smooth_field((ny, nx, nt), i)
+        times = T0 + 3600 * (np.arange(nt, dtype=np.int64) + i * nt)
+        p = tmp_path / f"day_{i:02d}" / "temperature_2m.om"
+        p.parent.mkdir()
+        write_run_file(p, data, times, chunks=[2, 5, nt])
+        paths.append(p)
+        blocks.append(reference_read(p))
+    return paths, np.concatenate(blocks, axis=-1)
+
+
+def test_open_mfdataset_24_files_parallel(tmp_path):
+    paths, expected = _write_day_files(tmp_path)
+    rng = np.random.default_rng(0)
+    shuffled = [paths[i] for i in rng.permutation(len(paths))]
+    with dask.config.set(scheduler="threads"):
+        ds = xr.open_mfdataset(shuffled, engine=ENGINE, combine="by_coords", parallel=True)
+        da = ds["temperature_2m"]
+        assert da.dims == ("lat", "lon", "time") and da.shape == (8, 10, 24 * 24)
+        assert ds.indexes["time"].is_monotonic_increasing
+        assert da.chunks[2] == (24,) * 24 and da.chunks[0] == (2,) * 4
+        np.testing.assert_array_equal(da.values, expected)
+        np.testing.assert_array_equal(
+            da.isel(time=slice(30, 500, 7)).values, expected[..., 30:500:7]
+        )
+        ds.close()
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_file_like_objects(big_run):
+    path, ref = big_run
+    raw = Path(path).read_bytes()
+    with open_om(io.BytesIO(raw)) as ds:
+        np.testing.assert_array_equal(ds["data"].values, ref)
+    with open(path, "rb") as fh:
+        with open_om(fh) as ds:
+            assert list(ds.data_vars) == ["temperature_2m"]  # named after fh.name
+            np.testing.assert_array_equal(ds["temperature_2m"][2:5].values, ref[2:5])
+        assert not fh.closed
+
+
+def test_s3_remote(s3, big_run):
+    path, ref = big_run
+    key = "data_run/dwd_icon/2024/01/01/0000Z/temperature_2m.om"
+    s3.fs.put(str(path), f"{s3.bucket}/{key}")
+    url = s3.url(key)
+    assert OmBackendEntrypoint().guess_can_open(url)
+    with xr.open_dataset(url, engine=ENGINE, storage_options=s3.storage_options, chunks={}) as ds:
+        da = ds["temperature_2m"]
+        assert da.encoding["preferred_chunks"] == {"lat": 2, "lon": 6, "time": 16}
+        np.testing.assert_array_equal(da.values, ref)
+        np.testing.assert_array_equal(
+            da.isel(lat=[1, 7], lon=[0, 33]).values, ref[[1, 7]][:, [0, 33]]
+        )
+        assert ds["time"].values[0] == np.datetime64(T0, "s")
+
+
+def test_not_an_om_file(tmp_path):
+    p = tmp_path / "x.om"
+    p.write_bytes(b"this is not an OM file at all, just some bytes" * 3)
+    with pytest.raises(OmFormatError, match=r"x\.om"):
+        open_om(p)
+
+
+def test_open_with_our_writer(tmp_path):
+    from xarray_om.format.writer import OmWriter
+
+    data = smooth_field((4, 6, 10))
+    with OmWriter(tmp_path / "w.om") as w:
+        coords = w.write_scalar("lat lon time", name="coordinates")
+        unit = w.write_scalar("K", name="unit")
+        t = w.write_array(T0 + 3600 * np.arange(10, dtype=np.int64), chunks=(10,), name="time")
+        root = w.write_array(data, chunks=(1, 3, 10), name="t2m", children=[coords, unit, t])
+        w.close(root)
+    with open_om(tmp_path / "w.om") as ds:
+        np.testing.assert_array_equal(ds["t2m"].values, data)  # fpx_xor_2d: lossless
+        assert ds["t2m"].dims == ("lat", "lon", "time")
+        assert ds["t2m"].attrs["units"] == "K"
+        assert ds["time"].dtype == "datetime64[ns]"
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_conventions_root_array_name():
+    f = conv.root_array_name
+    assert f("/x/data_run/icon/2024/01/01/0000Z/temperature_2m.om") == "temperature_2m"
+    assert f("s3://openmeteo/data/dwd_icon/temperature_2m/chunk_1234.om") == "temperature_2m"
+    assert f("/d/era5/precipitation/year_2020.om") == "precipitation"
+    assert f("/d/era5/precipitation/master_0.om") == "precipitation"
+    assert f("/d/ens/t2m_member01/rolling.om") == "t2m_member01"
+    assert f("https://h/data/m/v/linear_bias_seasonal.om?x=1") == "v"
+    assert f("chunk_3.om") == "data"
+    assert f(None) == "data" and f("<bytes>") == "data"
+    assert f("C:\\x\\HSURF.om") == "HSURF"
+
+
+def test_conventions_regular_grid():
+    wkt = REGULAR_WKT.format(lat0=43.18, lon0=-3.94, lat1=58.08, lon1=20.339998)
+    lat, lon = conv.regular_grid_coordinates(wkt, 746, 1215)
+    assert lat[0] == 43.18 and lat[-1] == 58.08 and lat.size == 746
+    assert lon[-1] == 20.34 and lon[1] == -3.92
+    np.testing.assert_allclose(np.diff(lon), 0.02, atol=1e-9)
+    # dwd_icon global
+    lat, lon = conv.regular_grid_coordinates(
+        REGULAR_WKT.format(lat0=-90, lon0=-180, lat1=90, lon1=179.75), 1441, 2879
+    )
+    assert lat[720] == 0.0 and lon[-1] == 179.75 and np.all(np.diff(lon) == 0.125)
+    # descending (cams_europe)
+    lat, _ = conv.regular_grid_coordinates(
+        REGULAR_WKT.format(lat0=71.95, lon0=-25, lat1=30.049995, lon1=44.95), 420, 700
+    )
+    assert lat[0] == 71.95 and lat[-1] == 30.05 and np.all(np.diff(lat) < 0)
+    # 1/30 degree step: no false snapping
+    lat, _ = conv.regular_grid_coordinates(
+        REGULAR_WKT.format(lat0=0, lon0=0, lat1=100 / 30, lon1=1), 101, 2
+    )
+    np.testing.assert_allclose(lat, np.arange(101) / 30, atol=2e-6)
+    rotated = (
+        'GEOGCRS["Rotated Lat/Lon",BASEGEOGCRS["WGS 84"],DERIVINGCONVERSION["x"],BBOX[1,2,3,4]]'
+    )
+    assert conv.regular_grid_bbox(rotated) is None
+    assert conv.regular_grid_bbox('PROJCRS["LCC",BBOX[1,2,3,4]]') is None
+    gauss = 'GEOGCRS["Reduced Gaussian Grid",REMARK["O1280"],BBOX[-90,-180,90,180]]'
+    assert conv.regular_grid_bbox(gauss) is None
+    assert conv.regular_grid_bbox('GEOGCRS["WGS 84"]') is None
+    assert conv.regular_grid_bbox(None) is None
+
+
+def test_conventions_time_helpers():
+    secs = np.array([T0, T0 + 3600], np.int64)
+    dt = conv.unix_seconds_to_datetime64(secs)
+    assert dt.dtype == "datetime64[ns]"
+    np.testing.assert_array_equal(conv.datetime64_to_unix_seconds(dt), secs)
+    with pytest.raises(ValueError, match="sub-second"):
+        conv.datetime64_to_unix_seconds(dt + np.timedelta64(1, "ms"))
+    with pytest.raises(TypeError):
+        conv.datetime64_to_unix_seconds(secs)
+    axis = conv.rolling_time_axis({"time_start": np.int64(10), "dt_seconds": np.int64(5)}, 4)
+    assert axis.tolist() == [10, 15, 20, 25]
+    assert conv.rolling_time_axis({"time_start": 10, "dt_seconds": 5, "time_end": 99}, 4) is None
+    assert conv.rolling_time_axis({"time_start": "x", "dt_seconds": 5}, 4) is None
+
+
+def test_conventions_dimension_strings():
+    assert conv.parse_dimension_string(" lat  lon\ttime ") == ("lat", "lon", "time")
+    assert conv.parse_dimension_string("a, b", separator=",") == ("a", "b")
+    assert conv.parse_dimension_string("a,,b", separator=",") is None
+    assert conv.parse_dimension_string("") is None
+    assert conv.parse_dimension_string(np.int64(3)) is None
+    assert conv.default_dimension_names(3, conv.Layout.TIMESERIES) == ("lat", "lon", "time")
+    assert conv.default_dimension_names(2, conv.Layout.LEGACY) == ("location", "time")
+    assert conv.default_dimension_names(2) == ("dim_0", "dim_1")
+
+
+def test_conventions_layout_detection():
+    from xarray_om.format.reader import OmFile
+
+    def layout(name, src=None):
+        f = OmFile(FIXTURES / name)
+        return conv.detect_layout(f.root, version=f.version, source_name=src or name)
+
+    assert layout("openmeteo_spatial.om") == conv.Layout.SPATIAL
+    assert layout("openmeteo_run.om") == conv.Layout.RUN
+    assert layout("openmeteo_timeseries_chunk.om") == conv.Layout.TIMESERIES
+    assert layout("legacy_v1.om") == conv.Layout.LEGACY
+    assert layout("hierarchy.om") == conv.Layout.GENERIC
+    assert layout("shape_3d.om") == conv.Layout.GENERIC
+    assert layout("shape_3d.om", "/x/v/chunk_7.om") == conv.Layout.TIMESERIES
+
+
+def test_conventions_attrs_and_encoding():
+    from xarray_om.format.reader import OmFile
+
+    f = OmFile(FIXTURES / "hierarchy.om")
+    t = f["temperature_2m"]
+    attrs = conv.variable_attrs(t)
+    assert attrs == {
+        "unit": "°C",
+        "units": "°C",
+        "long_name": "Temperature 2 metres above ground",
+        "height": np.int32(2),
+    }
+    enc = conv.encoding_for(t, ("lat", "lon", "time"))
+    assert enc == {
+        "chunks": (2, 3, 24),
+        "compression": "pfor_delta_2d_int16",
+        "om_scale_factor": 20.0,
+        "om_add_offset": 0.0,
+        "preferred_chunks": {"lat": 2, "lon": 3, "time": 24},
+    }
+    assert set(enc) == set(conv.OM_ENCODING_KEYS)
+    dims, rule = conv.dimension_names(t)
+    assert (dims, rule) == (("lat", "lon", "time"), "coordinates")
+    dims, rule = conv.dimension_names(f["lat"], known_dims={"lat"})
+    assert (dims, rule) == (("lat",), "coordinate variable")
+    with pytest.raises(ValueError, match="3 dimensions"):
+        conv.dimension_names(t, override=("a", "b"))

@@ -1,0 +1,987 @@
+"""xarray backend for OM files: ``xr.open_dataset(path, engine="xarray_om")``.
+
+The backend opens an :class:`~xarray_om.format.reader.OmFile` (one tail read
+usually returns the trailer and every metadata record), names dimensions,
+coordinates and attributes with :mod:`xarray_om.conventions`, and wraps each
+array in a lazy :class:`OmBackendArray` that only holds a picklable node
+(source spec + record offset). Each variable's ``encoding["preferred_chunks"]``
+is its OM chunk shape, so ``chunks={}`` makes one dask chunk per OM chunk and
+``chunks="auto"`` whole multiples of it; a dask task reading a block fetches
+its chunks' byte ranges in one coalesced request and decodes them with one
+native call (:meth:`OmArray.read <xarray_om.format.reader.OmArray.read>`).
+
+Engine names
+------------
+The package registers the engine under two names: ``"om"`` and the
+unambiguous alias ``"xarray_om"``. The reference package ``omfiles`` also
+registers ``"om"``; when both are installed xarray picks one of them at
+random in each process (and warns). This backend then emits one
+:class:`EngineNameClashWarning` per process. Use ``engine="xarray_om"`` or
+``engine=xarray_om.OmBackendEntrypoint`` to be sure to get this backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from xarray import Dataset, DataTree, Variable
+from xarray import conventions as xr_conventions
+from xarray.backends.common import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+from xarray.core.utils import emit_user_level_warning
+
+from . import conventions as conv
+from .format.reader import OmArray, OmFile, OmNode
+
+__all__ = ["EngineNameClashWarning", "OmBackendArray", "OmBackendEntrypoint"]
+
+#: 1-D coordinate variables up to this many elements are read at open time
+#: (xarray builds pandas indexes from them anyway).
+EAGER_COORDINATE_SIZE = 1 << 20
+_TRAILER_MAGIC = b"OM\x03"
+
+
+# --------------------------------------------------------------------------- engine name clash
+
+
+class EngineNameClashWarning(RuntimeWarning):
+    """Another installed package also registers the xarray engine name ``"om"``."""
+
+
+_clash_lock = threading.Lock()
+_clash_checked = False
+
+
+def _other_om_entrypoints(entrypoints: Iterable[Any] | None = None) -> list[str]:
+    """Values of ``xarray.backends`` entry points named ``om`` that are not this package."""
+    if entrypoints is None:
+        from importlib.metadata import entry_points
+
+        entrypoints = entry_points(group="xarray.backends")
+    return sorted(
+        {
+            ep.value
+            for ep in entrypoints
+            if ep.name == "om" and not ep.value.split(":")[0].startswith("xarray_om.")
+        }
+    )
+
+
+def _warn_engine_clash_once() -> None:
+    global _clash_checked
+    with _clash_lock:
+        if _clash_checked:
+            return
+        _clash_checked = True
+    try:
+        others = _other_om_entrypoints()
+    except Exception:  # broken metadata must not break opening files
+        return
+    if others:
+        emit_user_level_warning(
+            f"The xarray engine name 'om' is also registered by {', '.join(others)}; xarray "
+            "picks one of them at random in each process, so engine='om' may not use "
+            "xarray-om. Use engine='xarray_om' (or engine=xarray_om.OmBackendEntrypoint) "
+            "to select xarray-om unambiguously.",
+            EngineNameClashWarning,
+        )
+
+
+# --------------------------------------------------------------------------- backend arrays
+
+
+class OmBackendArray(BackendArray):
+    """Lazy view of an OM array for xarray (outer indexing, any steps).
+
+    Parameters
+    ----------
+    array
+        The format-layer array node (pickles as source spec + record offset).
+    leading_axes
+        Number of length-1 axes put in front of the array's own axes (a
+        spatial file's single valid time becomes a ``time`` dimension).
+    """
+
+    def __init__(self, array: OmArray, leading_axes: int = 0) -> None:
+        self.array = array
+        self.leading_axes = int(leading_axes)
+        self.shape = (1,) * self.leading_axes + tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._getitem
+        )
+
+    def _getitem(self, key: tuple) -> np.ndarray:
+        n = self.leading_axes
+        if not n:
+            return self.array.read(key)
+        lead, rest = key[:n], key[n:]
+        data = self.array.read(rest)
+        return data.reshape((1,) * n + data.shape)[(*lead, Ellipsis)]
+
+    def __repr__(self) -> str:
+        return f"OmBackendArray({self.array!r}, leading_axes={self.leading_axes})"
+
+
+class LegacyGridArray(BackendArray):
+    """A legacy 2-D ``[ny*nx, time]`` array presented as ``[ny, nx, time]``.
+
+    Reads map (row, column) selections to flat location indices; whole rows
+    (or a run inside one row) become one location slice so that dask blocks
+    of whole rows read contiguous chunk runs.
+    """
+
+    def __init__(self, array: OmArray, ny: int, nx: int) -> None:
+        nloc, nt = array.shape
+        if ny < 1 or nx < 1 or ny * nx != nloc:
+            raise ValueError(
+                f"{array.file.source_name}: legacy_grid=({ny}, {nx}) does not match the "
+                f"{nloc} locations of the legacy file (need ny * nx == {nloc})"
+            )
+        self.array = array
+        self.ny, self.nx = int(ny), int(nx)
+        self.shape = (self.ny, self.nx, int(nt))
+        self.dtype = np.dtype(array.dtype)
+
+    def preferred_chunks(self) -> tuple[int, int, int]:
+        """Rows per block such that a block covers whole OM location chunks."""
+        c0, c1 = self.array.chunks
+        rows = c0 // math.gcd(self.nx, c0)
+        return min(rows, self.ny), self.nx, int(c1)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._getitem
+        )
+
+    def _getitem(self, key: tuple) -> np.ndarray:
+        ky, kx, kt = key
+        ys = np.atleast_1d(np.arange(self.ny)[ky])
+        xs = np.atleast_1d(np.arange(self.nx)[kx])
+        nx = self.nx
+        if ys.size == 0 or xs.size == 0:
+            tlen = np.arange(self.shape[2])[kt]
+            out = np.empty((ys.size, xs.size, *np.shape(tlen)), self.dtype)
+        else:
+            loc: Any
+            if _is_run(xs) and xs[0] == 0 and xs.size == nx and _is_run(ys):
+                loc = slice(int(ys[0]) * nx, (int(ys[-1]) + 1) * nx)
+            elif ys.size == 1 and _is_run(xs):
+                base = int(ys[0]) * nx
+                loc = slice(base + int(xs[0]), base + int(xs[-1]) + 1)
+            else:
+                loc = (ys[:, None] * nx + xs[None, :]).reshape(-1)
+            flat = self.array.read((loc, kt))
+            out = flat.reshape(ys.size, xs.size, *flat.shape[1:])
+        drop = tuple(0 if _is_int(k) else slice(None) for k in (ky, kx))
+        return out[drop]
+
+
+def _is_int(k: Any) -> bool:
+    return isinstance(k, (int, np.integer))
+
+
+def _is_run(idx: np.ndarray) -> bool:
+    return (
+        idx.size > 0
+        and int(idx[-1]) - int(idx[0]) == idx.size - 1
+        and bool(np.all(np.diff(idx) == 1))
+    )
+
+
+# --------------------------------------------------------------------------- dataset building
+
+
+def _node_chain(f: OmFile, group: str | None) -> list[OmNode]:
+    """Nodes from the root down to ``group`` (root first)."""
+    chain = [f.root]
+    if group in (None, "", "/"):
+        return chain
+    node: OmNode = f.root
+    for part in str(group).strip("/").split("/"):
+        try:
+            node = node[part]
+        except KeyError:
+            raise KeyError(
+                f"group {group!r} not found in {f.source_name}; available at the root: "
+                f"{[c.name for c in f.root.children if c.kind != 'scalar']}"
+            ) from None
+        chain.append(node)
+    if node.kind == "scalar":
+        raise ValueError(f"{group!r} in {f.source_name} is a scalar, not a group or array")
+    return chain
+
+
+def _normalize_override(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, Mapping):
+        return {k: (tuple(v.split()) if isinstance(v, str) else tuple(v)) for k, v in value.items()}
+    return tuple(value)
+
+
+class _Entry:
+    """One array of the dataset being built."""
+
+    __slots__ = ("ancestors", "dims", "file_dims", "name", "node", "rule")
+
+    def __init__(self, node: OmArray, name: str, ancestors: list[OmNode]) -> None:
+        self.node = node
+        self.name = name
+        self.ancestors = ancestors
+        self.dims: tuple[str, ...] = ()
+        self.file_dims: tuple[str, ...] = ()
+        self.rule = ""
+
+
+class _Builder:
+    """Builds the (undecoded) variables and attributes of one group or array."""
+
+    def __init__(
+        self,
+        f: OmFile,
+        chain: list[OmNode],
+        *,
+        layout: str,
+        root_name: str,
+        dimension_names: Any,
+        drop_variables: set[str],
+        legacy_grid: tuple[int, int] | None,
+        spatial_time: str,
+        decode_grid: bool,
+    ) -> None:
+        self.f = f
+        self.node = chain[-1]
+        self.outer = list(reversed(chain[:-1]))  # enclosing nodes, nearest first
+        self.layout = layout
+        self.root_name = root_name
+        self.override = dimension_names
+        self.drop = drop_variables
+        self.legacy_grid = legacy_grid
+        self.spatial_time = spatial_time
+        self.decode_grid = decode_grid
+        self.source = f.source_name
+
+    def _bad(self, msg: str) -> ValueError:
+        return ValueError(f"{self.source}: {msg}")
+
+    # -- collect
+
+    def _entries(self) -> list[_Entry]:
+        node = self.node
+        out: list[_Entry] = []
+        seen: dict[str, int] = {}
+        if node.kind == "array":
+            pairs = [(node, self.outer)]
+            pairs += [(c, [node, *self.outer]) for c in node.children if c.kind == "array"]
+        else:
+            pairs = []
+            inner = [node, *self.outer]
+            for c in node.children:
+                if c.kind != "array":
+                    continue
+                pairs.append((c, inner))
+                pairs += [(g, [c, *inner]) for g in c.children if g.kind == "array"]
+        for k, (arr, anc) in enumerate(pairs):
+            name = arr.name
+            if not name:
+                name = self.root_name if arr is self.f.root else f"unnamed_{k}"
+            offset = arr.record_offset
+            if name in seen:
+                if seen[name] != offset:
+                    warnings.warn(
+                        f"{self.source}: several arrays named {name!r} in "
+                        f"{self.node.path or '/'!r}; only the first is used",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                continue
+            seen[name] = offset
+            out.append(_Entry(arr, name, anc))
+        return out
+
+    # -- dimensions
+
+    def _assign_dims(self, entries: list[_Entry]) -> None:
+        override = self.override
+        known: set[str] = set()
+        for e in entries:
+            for n in (e.node, *e.ancestors):
+                own, _ = conv.array_dimension_strings(n)
+                if own is not None:
+                    known.update(own)
+        for e in entries:
+            if e.node.ndim == 2 and self.legacy_grid is not None:
+                e.file_dims, e.rule = ("lat", "lon", "time"), "legacy grid"
+                continue
+            e.file_dims, e.rule = conv.dimension_names(
+                e.node, ancestors=e.ancestors, known_dims=known, layout=self.layout
+            )
+        # User override: per variable (mapping) or for every non-coordinate
+        # array of matching rank (sequence); renamed dimensions follow everywhere.
+        rename: dict[str, str] = {}
+        explicit: dict[str, tuple[str, ...]] = {}
+        if override is not None:
+            for e in entries:
+                if isinstance(override, Mapping):
+                    names = override.get(e.name)
+                    if names is None:
+                        continue
+                elif len(override) == len(e.file_dims) and e.rule != "coordinate variable":
+                    names = override
+                else:
+                    continue
+                if len(names) != len(e.file_dims):
+                    raise self._bad(
+                        f"dimension_names for {e.name!r} has {len(names)} names, the array "
+                        f"has {len(e.file_dims)} dimensions"
+                    )
+                explicit[e.name] = tuple(names)
+                for old, new in zip(e.file_dims, names, strict=True):
+                    if rename.get(old, new) != new:
+                        raise self._bad(
+                            f"dimension_names renames {old!r} both to {rename[old]!r} and {new!r}"
+                        )
+                    rename[old] = new
+            if isinstance(override, Mapping):
+                unknown = set(override) - {e.name for e in entries}
+                if unknown:
+                    raise self._bad(f"dimension_names names unknown variables {sorted(unknown)}")
+            elif not explicit:
+                raise self._bad(
+                    f"dimension_names {tuple(override)} fits no array (ranks: "
+                    f"{sorted({len(e.file_dims) for e in entries})})"
+                )
+        for e in entries:
+            if e.name in explicit:
+                e.dims = explicit[e.name]
+            elif isinstance(override, Mapping) and e.rule != "coordinate variable":
+                # Per-variable names do not leak into other variables; only
+                # coordinate variables follow a renamed dimension.
+                e.dims = e.file_dims
+            else:
+                e.dims = tuple(rename.get(d, d) for d in e.file_dims)
+                # A coordinate variable follows its renamed dimension.
+                if e.file_dims == (e.name,) and e.dims[0] != e.name:
+                    e.name = e.dims[0]
+        sizes: dict[str, tuple[int, str]] = {}
+        for e in entries:
+            shape = self._shape(e)
+            dims = list(e.dims)
+            for i, (d, n) in enumerate(zip(dims, shape, strict=True)):
+                prev = sizes.get(d)
+                if prev is None or prev[0] == n:
+                    sizes.setdefault(d, (n, e.name))
+                    continue
+                if e.rule == "default":
+                    dims[i] = f"{e.name}_{d}"
+                    sizes.setdefault(dims[i], (n, e.name))
+                    continue
+                raise self._bad(
+                    f"dimension {d!r} has length {prev[0]} in {prev[1]!r} but {n} in "
+                    f"{e.name!r} (group {self.node.path or '/'!r}); pass dimension_names=... "
+                    "to rename, or open the arrays separately with group=..."
+                )
+            e.dims = tuple(dims)
+
+    def _shape(self, e: _Entry) -> tuple[int, ...]:
+        if e.node.ndim == 2 and self.legacy_grid is not None:
+            ny, nx = self.legacy_grid
+            return (ny, nx, e.node.shape[1])
+        return tuple(e.node.shape)
+
+    # -- build
+
+    def build(self) -> tuple[dict[str, Variable], dict[str, Any], set[str]]:
+        """Return (variables, global attrs, names to make coordinates)."""
+        entries = self._entries()
+        if self.legacy_grid is not None and self.layout != conv.Layout.LEGACY:
+            raise self._bad("legacy_grid= applies to legacy (v1/v2) files only")
+        self._assign_dims(entries)
+        node = self.node
+        variables: dict[str, Variable] = {}
+        coord_names: set[str] = set()
+
+        # Scalars of the dataset node: global attributes of a group; the root
+        # array's own attributes otherwise. valid_time/forecast_reference_time
+        # become coordinates.
+        node_attrs = conv.variable_attrs(node)
+        coord_scalars = {
+            k: node_attrs.pop(k)
+            for k in conv.COORDINATE_SCALARS
+            if k in node_attrs and _is_number(node_attrs[k])
+        }
+        global_attrs = node_attrs if node.kind == "group" else {}
+
+        all_dims = {d for e in entries for d in e.dims}
+        expand_time = (
+            conv.VALID_TIME in coord_scalars
+            and self.spatial_time == "dimension"
+            and conv.TIME not in all_dims
+            and conv.TIME not in {e.name for e in entries}
+        )
+        for e in entries:
+            if e.name in self.drop:
+                continue
+            arr = e.node
+            if arr is node:
+                attrs = dict(node_attrs)
+            else:
+                attrs = conv.variable_attrs(arr)
+            if conv.is_unix_time_array(arr):
+                attrs.update(conv.unix_time_attrs())
+            dims = e.dims
+            lead = 0
+            is_coord_var = dims == (e.name,)
+            if expand_time and not is_coord_var:
+                lead = 1
+                dims = (conv.TIME, *dims)
+            enc = conv.encoding_for(arr)
+            data: Any
+            if arr.ndim == 2 and self.legacy_grid is not None:
+                lg = LegacyGridArray(arr, *self.legacy_grid)
+                pref = lg.preferred_chunks()
+                enc[conv.ENCODING_CHUNKS] = pref
+                enc[conv.ENCODING_PREFERRED_CHUNKS] = dict(zip(dims, pref, strict=True))
+                data = indexing.LazilyIndexedArray(lg)
+            elif is_coord_var and arr.size <= EAGER_COORDINATE_SIZE:
+                data = arr.read(...)
+            else:
+                chunks = (1,) * lead + tuple(arr.chunks)
+                enc[conv.ENCODING_CHUNKS] = chunks
+                enc[conv.ENCODING_PREFERRED_CHUNKS] = dict(zip(dims, chunks, strict=True))
+                data = indexing.LazilyIndexedArray(OmBackendArray(arr, lead))
+            variables[e.name] = Variable(dims, data, attrs, encoding=enc)
+            if e.name in ("lat", "lon", "latitude", "longitude") and not is_coord_var:
+                if arr.ndim <= 2:
+                    coord_names.add(e.name)
+
+        # valid_time -> `time` (length-1 dimension or scalar), forecast_reference_time scalar.
+        if conv.VALID_TIME in coord_scalars:
+            value = coord_scalars[conv.VALID_TIME]
+            name = conv.TIME if conv.TIME not in variables else conv.VALID_TIME
+            attrs = {"standard_name": "time", "long_name": "valid time"}
+            attrs.update(conv.unix_time_attrs())
+            if expand_time:
+                variables[name] = Variable((name,), np.array([value]), attrs)
+            else:
+                variables[name] = Variable((), np.array(value), attrs)
+            coord_names.add(name)
+        if conv.FORECAST_REFERENCE_TIME in coord_scalars:
+            attrs = {"standard_name": "forecast_reference_time"}
+            attrs.update(conv.unix_time_attrs())
+            value = np.array(coord_scalars[conv.FORECAST_REFERENCE_TIME])
+            variables[conv.FORECAST_REFERENCE_TIME] = Variable((), value, attrs)
+            coord_names.add(conv.FORECAST_REFERENCE_TIME)
+
+        self._add_rolling_time(node, entries, variables)
+        if self.decode_grid:
+            self._add_grid(node, entries, variables)
+        for name in self.drop:
+            variables.pop(name, None)
+        return variables, global_attrs, coord_names
+
+    def _add_rolling_time(self, node: OmNode, entries: list[_Entry], variables: dict) -> None:
+        if self.layout != conv.Layout.ROLLING or conv.TIME in variables or node.kind != "array":
+            return
+        entry = next((e for e in entries if e.node is node), None)
+        if entry is None or not entry.dims or entry.dims[-1] != conv.TIME:
+            return
+        axis = conv.rolling_time_axis(node.attrs, node.shape[-1])
+        if axis is not None:
+            variables[conv.TIME] = Variable((conv.TIME,), axis, conv.unix_time_attrs())
+
+    def _add_grid(self, node: OmNode, entries: list[_Entry], variables: dict) -> None:
+        crs = None
+        for n in (node, *self.outer):
+            crs = n.attrs.get("crs_wkt")
+            if crs is not None:
+                break
+        if conv.regular_grid_bbox(crs) is None:
+            return
+        om_layout = self.layout != conv.Layout.GENERIC
+        found: set[tuple[str, str, int, int]] = set()
+        for e in entries:
+            var = variables.get(e.name)
+            if var is None:
+                continue
+            if var.ndim < 2:
+                continue
+            offset = var.ndim - len(e.dims)  # leading valid-time axis
+            ydim, xdim = var.dims[offset], var.dims[offset + 1]
+            if not om_layout and not (
+                ydim in ("lat", "latitude", "y") and xdim in ("lon", "longitude", "x")
+            ):
+                continue
+            found.add((ydim, xdim, var.shape[offset], var.shape[offset + 1]))
+        if len(found) != 1:
+            return
+        ydim, xdim, ny, nx = found.pop()
+        if ydim in variables or xdim in variables:
+            return
+        grid = conv.regular_grid_coordinates(crs, ny, nx)
+        if grid is None:
+            return
+        lat, lon = grid
+        variables[ydim] = Variable((ydim,), lat, dict(conv.LATITUDE_ATTRS))
+        variables[xdim] = Variable((xdim,), lon, dict(conv.LONGITUDE_ATTRS))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_)
+    )
+
+
+# --------------------------------------------------------------------------- entrypoint
+
+
+def _open_file(
+    filename_or_obj: Any, storage_options: dict | None, io_size_max: int, io_size_merge: int
+) -> OmFile:
+    if isinstance(filename_or_obj, OmFile):
+        return filename_or_obj
+    if isinstance(filename_or_obj, str) and not conv_is_url(filename_or_obj):
+        filename_or_obj = os.path.expanduser(filename_or_obj)
+    return OmFile(
+        filename_or_obj,
+        storage_options=storage_options,
+        io_size_max=io_size_max,
+        io_size_merge=io_size_merge,
+    )
+
+
+def conv_is_url(s: str) -> bool:
+    return "://" in s or "::" in s
+
+
+def _source_label(filename_or_obj: Any, f: OmFile) -> str | None:
+    if isinstance(filename_or_obj, (str, os.PathLike)):
+        return os.fspath(filename_or_obj)
+    name = getattr(filename_or_obj, "name", None) or getattr(filename_or_obj, "path", None)
+    if isinstance(name, (str, os.PathLike)):
+        return os.fspath(name)
+    label = f.source_name
+    return label if isinstance(label, str) and not label.startswith("<") else None
+
+
+def _describe(filename_or_obj: Any) -> str:
+    if isinstance(filename_or_obj, OmFile):
+        return filename_or_obj.source_name
+    if isinstance(filename_or_obj, (str, os.PathLike)):
+        return os.fspath(filename_or_obj)
+    return type(filename_or_obj).__name__
+
+
+def _drop_set(drop_variables: str | Iterable[str] | None) -> set[str]:
+    if drop_variables is None:
+        return set()
+    if isinstance(drop_variables, str):
+        return {drop_variables}
+    return set(drop_variables)
+
+
+class OmBackendEntrypoint(BackendEntrypoint):
+    """xarray backend for OM files (v3 and legacy v1/v2).
+
+    Use ``xr.open_dataset(path, engine="xarray_om")``; ``engine="om"`` works
+    too unless another package (``omfiles``) also registers that name.
+    Also ``xr.open_mfdataset(..., engine="xarray_om")``,
+    ``xr.open_datatree(..., engine="xarray_om")`` and ``xr.open_groups``.
+
+    See :meth:`open_dataset` for the backend-specific keywords.
+    """
+
+    description = "Open-Meteo OM files (v3 and legacy) with xarray-om: lazy, chunk-aligned reads"
+    url = "https://github.com/open-meteo/om-file-format"
+    supports_groups = True
+
+    def __init__(self) -> None:
+        _warn_engine_clash_once()
+
+    # -- detection
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """True for local files / file-likes with an OM trailer or legacy header, URLs ending in .om."""
+        try:
+            return _guess_can_open(filename_or_obj)
+        except Exception:
+            return False
+
+    # -- open
+
+    def open_dataset(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        mask_and_scale: bool | Mapping[str, bool] = True,
+        decode_times: Any = True,
+        concat_characters: bool | Mapping[str, bool] = True,
+        decode_coords: bool | str = True,
+        drop_variables: str | Iterable[str] | None = None,
+        use_cftime: bool | Mapping[str, bool] | None = None,
+        decode_timedelta: Any = None,
+        group: str | None = None,
+        storage_options: dict | None = None,
+        dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+        legacy_grid: tuple[int, int] | None = None,
+        variable_name: str | None = None,
+        spatial_time: str = "dimension",
+        decode_grid: bool = True,
+        io_size_max: int = 65536,
+        io_size_merge: int = 512,
+    ) -> Dataset:
+        """Open an OM file (or one of its groups) as a lazy :class:`xarray.Dataset`.
+
+        Parameters
+        ----------
+        filename_or_obj
+            Local path, fsspec URL (``s3://...``; with ``storage_options``),
+            binary file-like object, ``bytes``, or an opened
+            :class:`~xarray_om.format.reader.OmFile`.
+        mask_and_scale, decode_times, concat_characters, decode_coords, use_cftime, decode_timedelta
+            CF decoding options, as in :func:`xarray.open_dataset`. They act on
+            CF attributes (scalar children such as ``_FillValue``, ``units``);
+            the OM record's own scale factor and offset are applied while
+            decoding chunks and are never CF attributes.
+        drop_variables
+            Variable names to leave out (no data is read for them).
+        group
+            Path of a group (``"a/b"``) or array to open instead of the root.
+        storage_options
+            fsspec options for URLs (e.g. ``{"anon": True}``).
+        dimension_names
+            Override: a sequence (or space-separated string) of names for every
+            array of that rank (dimensions renamed this way are renamed in the
+            other arrays too), or ``{variable: names}``.
+        legacy_grid
+            ``(ny, nx)``: present a legacy 2-D ``[ny*nx, time]`` file as
+            ``(lat, lon, time)`` (needs ``ny * nx`` locations exactly).
+        variable_name
+            Name of an unnamed root array; by default the file stem
+            (``temperature_2m.om``) or, for data/ files (``chunk_N.om``,
+            ``year_YYYY.om``...), the parent folder; ``"data"`` without a path.
+        spatial_time
+            For files with a ``valid_time`` scalar (Open-Meteo spatial files):
+            ``"dimension"`` (default) gives the variables a leading length-1
+            ``time`` dimension so that ``open_mfdataset`` concatenates files
+            along time; ``"scalar"`` makes ``time`` a scalar coordinate.
+        decode_grid
+            Build 1-D latitude/longitude coordinates from a regular-grid
+            ``crs_wkt`` BBOX (default True).
+        io_size_max, io_size_merge
+            Read planning of the format layer: the largest merged read and the
+            largest gap bridged between needed byte ranges.
+
+        Notes
+        -----
+        Each variable's ``encoding`` holds ``preferred_chunks`` (OM chunk
+        shape per dimension), ``chunks``, ``compression``,
+        ``om_scale_factor`` and ``om_add_offset`` (see
+        :mod:`xarray_om.conventions`). Only metadata and small 1-D coordinate
+        arrays are read at open time.
+        """
+        f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
+        try:
+            chain = _node_chain(f, group)
+            variables, attrs, coords = self._build(
+                f,
+                chain,
+                filename_or_obj,
+                drop_variables=_drop_set(drop_variables),
+                dimension_names=dimension_names,
+                legacy_grid=legacy_grid,
+                variable_name=variable_name,
+                spatial_time=spatial_time,
+                decode_grid=decode_grid,
+            )
+            ds = _decode(
+                variables,
+                attrs,
+                coords,
+                mask_and_scale=mask_and_scale,
+                decode_times=decode_times,
+                concat_characters=concat_characters,
+                decode_coords=decode_coords,
+                drop_variables=drop_variables,
+                use_cftime=use_cftime,
+                decode_timedelta=decode_timedelta,
+            )
+        except BaseException:
+            if f is not filename_or_obj:
+                f.close()
+            raise
+        if f is not filename_or_obj:
+            ds.set_close(f.close)
+        return ds
+
+    def _build(
+        self,
+        f: OmFile,
+        chain: list[OmNode],
+        filename_or_obj: Any,
+        *,
+        drop_variables: set[str],
+        dimension_names: Any,
+        legacy_grid: tuple[int, int] | None,
+        variable_name: str | None,
+        spatial_time: str,
+        decode_grid: bool,
+    ) -> tuple[dict[str, Variable], dict[str, Any], set[str]]:
+        if spatial_time not in ("dimension", "scalar"):
+            raise ValueError(f"spatial_time must be 'dimension' or 'scalar', not {spatial_time!r}")
+        label = _source_label(filename_or_obj, f)
+        layout = conv.detect_layout(f.root, version=f.version, source_name=label)
+        root_name = variable_name or conv.root_array_name(label)
+        if legacy_grid is not None:
+            ny, nx = (int(v) for v in legacy_grid)
+            legacy_grid = (ny, nx)
+        builder = _Builder(
+            f,
+            chain,
+            layout=layout,
+            root_name=root_name,
+            dimension_names=_normalize_override(dimension_names),
+            drop_variables=drop_variables,
+            legacy_grid=legacy_grid,
+            spatial_time=spatial_time,
+            decode_grid=decode_grid,
+        )
+        return builder.build()
+
+    # -- groups
+
+    def open_groups_as_dict(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        mask_and_scale: bool | Mapping[str, bool] = True,
+        decode_times: Any = True,
+        concat_characters: bool | Mapping[str, bool] = True,
+        decode_coords: bool | str = True,
+        drop_variables: str | Iterable[str] | None = None,
+        use_cftime: bool | Mapping[str, bool] | None = None,
+        decode_timedelta: Any = None,
+        group: str | None = None,
+        storage_options: dict | None = None,
+        dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+        variable_name: str | None = None,
+        spatial_time: str = "dimension",
+        decode_grid: bool = True,
+        io_size_max: int = 65536,
+        io_size_merge: int = 512,
+    ) -> dict[str, Dataset]:
+        """Every group of the file (or below ``group``) as ``{"/path": Dataset}``.
+
+        Each group's Dataset holds its arrays (and the arrays attached to
+        them); groups are independent, so their dimensions need not align.
+        Keywords as in :meth:`open_dataset`. Closing the root (``"/"``)
+        Dataset closes the file.
+        """
+        f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
+        try:
+            base = _node_chain(f, group)
+            out: dict[str, Dataset] = {}
+            for path, chain in _walk_groups(base, f.source_name):
+                variables, attrs, coords = self._build(
+                    f,
+                    chain,
+                    filename_or_obj,
+                    drop_variables=_drop_set(drop_variables),
+                    dimension_names=dimension_names if path == "/" else None,
+                    legacy_grid=None,
+                    variable_name=variable_name,
+                    spatial_time=spatial_time,
+                    decode_grid=decode_grid,
+                )
+                out[path] = _decode(
+                    variables,
+                    attrs,
+                    coords,
+                    mask_and_scale=mask_and_scale,
+                    decode_times=decode_times,
+                    concat_characters=concat_characters,
+                    decode_coords=decode_coords,
+                    drop_variables=drop_variables,
+                    use_cftime=use_cftime,
+                    decode_timedelta=decode_timedelta,
+                )
+        except BaseException:
+            if f is not filename_or_obj:
+                f.close()
+            raise
+        if f is not filename_or_obj:
+            out["/"].set_close(f.close)
+        return out
+
+    def open_datatree(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        mask_and_scale: bool | Mapping[str, bool] = True,
+        decode_times: Any = True,
+        concat_characters: bool | Mapping[str, bool] = True,
+        decode_coords: bool | str = True,
+        drop_variables: str | Iterable[str] | None = None,
+        use_cftime: bool | Mapping[str, bool] | None = None,
+        decode_timedelta: Any = None,
+        group: str | None = None,
+        storage_options: dict | None = None,
+        dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+        variable_name: str | None = None,
+        spatial_time: str = "dimension",
+        decode_grid: bool = True,
+        io_size_max: int = 65536,
+        io_size_merge: int = 512,
+    ) -> DataTree:
+        """The file's group hierarchy as a :class:`xarray.DataTree`.
+
+        Raises ValueError naming :func:`xarray.open_groups` when a group's
+        dimensions or coordinates do not align with its parent's (DataTree
+        requires that; ``open_groups`` does not).
+        """
+        groups = self.open_groups_as_dict(
+            filename_or_obj,
+            mask_and_scale=mask_and_scale,
+            decode_times=decode_times,
+            concat_characters=concat_characters,
+            decode_coords=decode_coords,
+            drop_variables=drop_variables,
+            use_cftime=use_cftime,
+            decode_timedelta=decode_timedelta,
+            group=group,
+            storage_options=storage_options,
+            dimension_names=dimension_names,
+            variable_name=variable_name,
+            spatial_time=spatial_time,
+            decode_grid=decode_grid,
+            io_size_max=io_size_max,
+            io_size_merge=io_size_merge,
+        )
+        try:
+            tree = DataTree.from_dict(groups)
+        except ValueError as exc:
+            for ds in groups.values():
+                ds.close()
+            raise ValueError(
+                f"the groups of {_describe(filename_or_obj)} "
+                f"do not form a valid DataTree ({exc}). Open them independently with "
+                "xr.open_groups(..., engine='xarray_om'), or one at a time with "
+                "xr.open_dataset(..., group=...)."
+            ) from exc
+        tree.set_close(groups["/"]._close)
+        return tree
+
+
+def _walk_groups(base: list[OmNode], source: str) -> list[tuple[str, list[OmNode]]]:
+    """(DataTree path, node chain) for the base node and every group below it."""
+    out: list[tuple[str, list[OmNode]]] = []
+
+    def visit(chain: list[OmNode], path: str) -> None:
+        out.append((path, chain))
+        names: set[str] = set()
+        for c in chain[-1].children:
+            if c.kind != "group":
+                continue
+            name = c.name or f"unnamed_group_{len(names)}"
+            if name in names or "/" in name:
+                warnings.warn(
+                    f"{source}: group {name!r} below {path!r} skipped (duplicate name or "
+                    "'/' in name); open it with group=...",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                continue
+            names.add(name)
+            visit([*chain, c], f"{path.rstrip('/')}/{name}")
+
+    visit(base, "/")
+    return out
+
+
+def _decode(
+    variables: dict[str, Variable],
+    attrs: dict[str, Any],
+    coords: set[str],
+    *,
+    mask_and_scale: Any,
+    decode_times: Any,
+    concat_characters: Any,
+    decode_coords: Any,
+    drop_variables: Any,
+    use_cftime: Any,
+    decode_timedelta: Any,
+) -> Dataset:
+    vars_, attrs_, coord_names = xr_conventions.decode_cf_variables(
+        variables,
+        attrs,
+        mask_and_scale=mask_and_scale,
+        decode_times=decode_times,
+        concat_characters=concat_characters,
+        decode_coords=decode_coords,
+        drop_variables=drop_variables,
+        use_cftime=use_cftime,
+        decode_timedelta=decode_timedelta,
+    )
+    ds = Dataset(vars_, attrs=attrs_)
+    return ds.set_coords((set(coord_names) | coords) & set(ds.variables))
+
+
+# --------------------------------------------------------------------------- guess_can_open
+
+
+def _magic_ok(head: bytes, tail: bytes) -> bool:
+    if len(tail) >= 24 and tail[-24:-21] == _TRAILER_MAGIC:
+        return True
+    return len(head) >= 3 and head[:2] == b"OM" and head[2] in (1, 2)
+
+
+def _guess_can_open(obj: Any) -> bool:
+    if isinstance(obj, OmFile):
+        return True
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        b = bytes(obj[:3]) if not isinstance(obj, memoryview) else obj[:3].tobytes()
+        t = bytes(obj[-24:]) if not isinstance(obj, memoryview) else obj[-24:].tobytes()
+        return _magic_ok(b, t)
+    if isinstance(obj, (str, os.PathLike)):
+        path = os.fspath(obj)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if conv_is_url(path) and not path.startswith("file://"):
+            return path.split("?", 1)[0].rstrip("/").lower().endswith(".om")
+        if path.startswith("file://"):
+            path = path[len("file://") :]
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+            size = fh.seek(0, os.SEEK_END)
+            if size < 24:
+                return _magic_ok(head, b"")
+            fh.seek(size - 24)
+            return _magic_ok(head, fh.read(24))
+    if hasattr(obj, "read") and hasattr(obj, "seek"):
+        pos = obj.tell()
+        try:
+            obj.seek(0)
+            head = obj.read(3)
+            size = obj.seek(0, os.SEEK_END)
+            tail = b""
+            if size >= 24:
+                obj.seek(size - 24)
+                tail = obj.read(24)
+            return _magic_ok(bytes(head), bytes(tail))
+        finally:
+            obj.seek(pos)
+    return False
