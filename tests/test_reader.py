@@ -427,11 +427,16 @@ def test_plan_reads_properties(sizes, gaps, merge, io_max):
     starts = np.array(starts, np.int64)
     stops = np.array(stops, np.int64)
     plan = plan_reads(starts, stops, io_size_merge=merge, io_size_max=io_max)
-    rs, re_ = plan.read_starts, plan.read_stops
+    rs, re_, pos = (
+        np.array(x, np.int64) for x in (plan.read_starts, plan.read_stops, plan.read_pos)
+    )
     assert (rs[1:] >= re_[:-1]).all()
-    assert plan.nbytes == int((re_ - rs).sum())
     lens = re_ - rs
-    pos = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    assert plan.fetched == int(lens.sum())
+    # reads are laid out in order, without overlap, at the file offset's alignment
+    assert (pos[1:] >= pos[:-1] + lens[:-1]).all() and pos[0] >= 0
+    assert ((pos - rs) % 64 == 0).all()
+    assert plan.nbytes == int(pos[-1] + lens[-1])
     # every chunk lands inside exactly one read, at its offset in the buffer
     for k in range(len(starts)):
         r = int(np.searchsorted(rs, starts[k], side="right")) - 1
@@ -449,9 +454,42 @@ def test_plan_reads_properties(sizes, gaps, merge, io_max):
         assert rs[r + 1] - re_[r] > merge or re_[r + 1] - rs[r] > io_max
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 500), min_size=1, max_size=40),
+    seed=st.integers(0, 2**32 - 1),
+    merge=st.integers(0, 600),
+    io_max=st.integers(1, 3000),
+)
+def test_plan_reads_small_and_vector_paths_agree(sizes, seed, merge, io_max):
+    from xarray_om.format import layout
+
+    rng = np.random.default_rng(seed)
+    gaps = rng.integers(0, 700, size=len(sizes))
+    stops = np.cumsum(np.array(sizes) + gaps) + 3
+    starts = stops - np.array(sizes)
+    small = plan_reads(starts, stops, io_size_merge=merge, io_size_max=io_max)
+    saved = layout._SMALL_PLAN
+    layout._SMALL_PLAN = 0
+    try:
+        vector = plan_reads(starts, stops, io_size_merge=merge, io_size_max=io_max)
+    finally:
+        layout._SMALL_PLAN = saved
+    for attr in ("read_starts", "read_stops", "read_pos", "nbytes"):
+        assert getattr(small, attr) == getattr(vector, attr)
+    assert small.chunk_off.tolist() == vector.chunk_off.tolist()
+    assert small.chunk_len.tolist() == vector.chunk_len.tolist()
+
+
 def test_plan_reads_rejects_overlap():
     with pytest.raises(OmFormatError, match="overlapping"):
         plan_reads(np.array([10, 15]), np.array([20, 30]), source="x.om")
+    n = 100  # the vectorised path
+    starts = np.arange(n) * 10
+    stops = starts + 10
+    stops[50] += 1
+    with pytest.raises(OmFormatError, match="overlapping"):
+        plan_reads(starts, stops, source="x.om")
 
 
 def test_lut_groups_loaded_on_demand(tmp_path):

@@ -15,6 +15,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from xarray_om.errors import OmFormatError
 from xarray_om.format.source import (
     DEFAULT_TAIL_SIZE,
+    LOCAL_TAIL_SIZE,
     BytesSpec,
     FileObjSpec,
     FsspecSpec,
@@ -135,8 +136,10 @@ def test_bad_arguments(local_file):
     assert open_source(src) is src
 
 
-def test_tail_serves_reads_without_requests(local_file):
-    src = open_source(local_file)
+def test_tail_serves_reads_without_requests(local_file, mem_file):
+    assert len(open_source(local_file)._tail) == LOCAL_TAIL_SIZE
+    assert len(open_source(mem_file)._tail) == DEFAULT_TAIL_SIZE
+    src = open_source(local_file, tail_size=DEFAULT_TAIL_SIZE)
     calls = []
     orig = src._fetch_ranges
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
@@ -28,6 +27,7 @@ __all__ = [
     "ReadPlan",
     "Selection",
     "V3Lut",
+    "aligned_buffer",
     "check_plausible",
     "normalize_key",
     "plan_reads",
@@ -43,6 +43,18 @@ MAX_ELEMENTS_PER_BYTE = 512
 
 def _prod(values: Sequence[int]) -> int:
     return reduce(operator.mul, values, 1)
+
+
+def aligned_buffer(nbytes: int) -> np.ndarray:
+    """An uninitialised uint8 array of ``nbytes`` whose first byte is 64-byte aligned.
+
+    Small buffers skip the alignment (it only pays off for large copies).
+    """
+    if nbytes < _ALIGN_MIN:
+        return np.empty(nbytes, np.uint8)
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    return raw[skip : skip + nbytes]
 
 
 def check_plausible(
@@ -115,45 +127,71 @@ class Grid:
         return tuple(s.stop - s.start for s in self.chunk_slices(index))
 
     def touched(self, sel: Selection) -> np.ndarray:
-        """Sorted linear indices of every chunk holding a selected element."""
-        per_dim = []
-        for s, c, contiguous in zip(sel.index, self.chunks, sel.contiguous, strict=True):
-            if contiguous:
-                per_dim.append(np.arange(int(s[0]) // c, int(s[-1]) // c + 1, dtype=np.int64))
-            elif s.size == 1:
-                per_dim.append(s // c)
+        """Sorted linear indices (int64) of every chunk holding a selected element."""
+        base = 0
+        multi: list[np.ndarray] = []
+        for s, b, c, stride in zip(sel.index, sel.bounds, self.chunks, self.strides, strict=True):
+            if b is not None:
+                lo, hi = b[0] // c, b[1] // c
+                if lo == hi:
+                    base += lo * stride
+                    continue
+                coords = np.arange(lo, hi + 1, dtype=np.int64)
             else:
-                per_dim.append(np.unique(s // c))
-        # The product of per-dimension sorted coordinates, linearised row-major, is
-        # already sorted.
-        idx = per_dim[0]
-        for coords, n in zip(per_dim[1:], self.grid[1:], strict=True):
-            idx = np.add.outer(idx * n, coords).ravel()
+                coords = np.unique(s // c)
+                if coords.size == 1:
+                    base += int(coords[0]) * stride
+                    continue
+            multi.append(coords * stride)
+        if not multi:
+            return np.array([base], dtype=np.int64)
+        # Sums of per-dimension sorted offsets, outer-combined with the slowest
+        # dimension first: already in ascending chunk order.
+        idx = multi[0] + base if base else multi[0]
+        for m in multi[1:]:
+            idx = np.add.outer(idx, m).ravel()
         return idx
 
 
 # --------------------------------------------------------------------------- keys
 
 
-@dataclass(frozen=True, slots=True)
 class Selection:
-    """An outer (orthogonal) selection: one int64 index array per dimension."""
+    """An outer (orthogonal) selection: one int64 index array per dimension.
 
-    index: tuple[np.ndarray, ...]  # global indices along each dimension
-    contiguous: tuple[bool, ...]  # index[d] is an ascending step-1 run
-    drop: tuple[bool, ...]  # dimension indexed by an integer: dropped from the result
+    Attributes
+    ----------
+    index
+        Global indices along each dimension (int64 arrays, any order, repeats allowed).
+    bounds
+        ``(first, last)`` for dimensions selected by an ascending step-1 run (or
+        an integer), else None: lets the planner skip ``np.unique``.
+    drop
+        Dimensions indexed by an integer: dropped from the result.
+    """
+
+    __slots__ = ("bounds", "drop", "full_shape", "index", "shape", "size")
+
+    def __init__(
+        self,
+        index: tuple[np.ndarray, ...],
+        bounds: tuple[tuple[int, int] | None, ...],
+        drop: tuple[bool, ...],
+    ) -> None:
+        self.index = index
+        self.bounds = bounds
+        self.drop = drop
+        full = tuple([len(s) for s in index])
+        self.full_shape = full
+        self.shape = tuple([n for n, d in zip(full, drop) if not d])  # noqa: B905
+        size = 1
+        for n in full:
+            size *= n
+        self.size = size
 
     @property
-    def full_shape(self) -> tuple[int, ...]:
-        return tuple(len(s) for s in self.index)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(len(s) for s, d in zip(self.index, self.drop, strict=True) if not d)
-
-    @property
-    def size(self) -> int:
-        return _prod(self.full_shape)
+    def contiguous(self) -> tuple[bool, ...]:
+        return tuple(b is not None for b in self.bounds)
 
 
 def _int_index(i: int, n: int, axis: int) -> int:
@@ -172,9 +210,12 @@ def normalize_key(key: Any, shape: Sequence[int]) -> Selection:
     each array selects along its own axis).
     """
     ndim = len(shape)
-    if not isinstance(key, tuple):
+    if type(key) is not tuple:
         key = (key,)
-    n_ellipsis = sum(1 for k in key if k is Ellipsis)
+    n_ellipsis = 0
+    for k in key:
+        if k is Ellipsis:
+            n_ellipsis += 1
     if n_ellipsis > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if n_ellipsis:
@@ -190,68 +231,75 @@ def normalize_key(key: Any, shape: Sequence[int]) -> Selection:
         raise IndexError(
             f"too many indices for array: array is {ndim}-dimensional, but {len(key)} were indexed"
         )
-    key = key + (slice(None),) * (ndim - len(key))
+    if len(key) < ndim:
+        key = key + (slice(None),) * (ndim - len(key))
     index = []
-    contiguous = []
+    bounds: list[tuple[int, int] | None] = []
     drop = []
-    for axis, (k, n) in enumerate(zip(key, shape, strict=True)):
-        if isinstance(k, slice):
+    for axis in range(ndim):
+        k = key[axis]
+        n = shape[axis]
+        tk = type(k)
+        if tk is int or (isinstance(k, np.integer) and tk is not np.bool_):
+            i = int(k)
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(k)} is out of bounds for axis {axis} with size {n}")
+            index.append(np.array((i,), dtype=np.int64))
+            bounds.append((i, i))
+            drop.append(True)
+            continue
+        if tk is slice:
             start, stop, step = k.indices(n)
-            arr = np.arange(start, stop, step, dtype=np.int64)
-            index.append(arr)
-            contiguous.append(step == 1 and arr.size > 0)
+            index.append(np.arange(start, stop, step, dtype=np.int64))
+            bounds.append((start, stop - 1) if step == 1 and stop > start else None)
             drop.append(False)
             continue
-        if k is None:
-            raise IndexError("np.newaxis / None is not supported in OM array indexing")
-        if isinstance(k, (bool, np.bool_)):
-            raise IndexError("boolean scalar indices are not supported")
-        if isinstance(k, (int, np.integer)):
-            i = _int_index(int(k), n, axis)
-            index.append(np.array([i], dtype=np.int64))
-            contiguous.append(True)
-            drop.append(True)
-            continue
-        arr = np.asarray(k)
-        if arr.ndim == 0 and arr.dtype.kind in "iu":
-            i = _int_index(int(arr), n, axis)
-            index.append(np.array([i], dtype=np.int64))
-            contiguous.append(True)
-            drop.append(True)
-            continue
-        if arr.ndim != 1:
-            raise IndexError(
-                f"only 1-D index arrays are supported (outer indexing); axis {axis} got "
-                f"an array of shape {arr.shape}"
-            )
-        if arr.dtype.kind == "b":
-            if arr.size != n:
-                raise IndexError(
-                    f"boolean index of length {arr.size} does not match axis {axis} of size {n}"
-                )
-            arr = np.flatnonzero(arr).astype(np.int64)
-        elif arr.size == 0:
-            arr = np.empty(0, np.int64)
-        elif arr.dtype.kind in "iu":
-            if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= n:
-                raise IndexError(
-                    f"index {int(arr.max())} is out of bounds for axis {axis} with size {n}"
-                )
-            arr = arr.astype(np.int64, copy=True)
-            neg = arr < 0
-            if neg.any():
-                arr[neg] += n
-            if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-                bad = int(np.asarray(k)[(arr < 0) | (arr >= n)][0])
-                raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
-        else:
-            raise IndexError(
-                f"arrays used as indices must be of integer or boolean type, got {arr.dtype}"
-            )
+        arr, b, d = _array_key(k, n, axis)
         index.append(arr)
-        contiguous.append(False)
-        drop.append(False)
-    return Selection(tuple(index), tuple(contiguous), tuple(drop))
+        bounds.append(b)
+        drop.append(d)
+    return Selection(tuple(index), tuple(bounds), tuple(drop))
+
+
+def _array_key(k: Any, n: int, axis: int) -> tuple[np.ndarray, tuple[int, int] | None, bool]:
+    """Index array, bounds and drop flag of one non-int, non-slice key item."""
+    if k is None:
+        raise IndexError("np.newaxis / None is not supported in OM array indexing")
+    if isinstance(k, (bool, np.bool_)):
+        raise IndexError("boolean scalar indices are not supported")
+    arr = np.asarray(k)
+    if arr.ndim == 0 and arr.dtype.kind in "iu":
+        i = _int_index(int(arr), n, axis)
+        return np.array((i,), dtype=np.int64), (i, i), True
+    if arr.ndim != 1:
+        raise IndexError(
+            f"only 1-D index arrays are supported (outer indexing); axis {axis} got "
+            f"an array of shape {arr.shape}"
+        )
+    if arr.dtype.kind == "b":
+        if arr.size != n:
+            raise IndexError(
+                f"boolean index of length {arr.size} does not match axis {axis} of size {n}"
+            )
+        return np.flatnonzero(arr).astype(np.int64), None, False
+    if arr.size == 0:
+        return np.empty(0, np.int64), None, False
+    if arr.dtype.kind not in "iu":
+        raise IndexError(
+            f"arrays used as indices must be of integer or boolean type, got {arr.dtype}"
+        )
+    if arr.dtype.kind == "u" and int(arr.max()) >= n:
+        raise IndexError(f"index {int(arr.max())} is out of bounds for axis {axis} with size {n}")
+    arr = arr.astype(np.int64, copy=True)
+    neg = arr < 0
+    if neg.any():
+        arr[neg] += n
+    if int(arr.min()) < 0 or int(arr.max()) >= n:
+        bad = int(np.asarray(k)[(arr < 0) | (arr >= n)][0])
+        raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
+    return arr, None, False
 
 
 # --------------------------------------------------------------------------- LUT
@@ -282,7 +330,7 @@ class Lut:
         self.what = what
         self.io_size_max = io_size_max
         self.io_size_merge = io_size_merge
-        self._entries = np.zeros(self.n_entries, np.uint64)
+        self._entries = np.zeros(self.n_entries, np.int64)
         self._have = np.zeros(self.n_groups, bool)
         self._complete = False
 
@@ -317,7 +365,8 @@ class Lut:
                         f"{int(values[i - LUT_GROUP * g0 + 1])}): empty or negative chunk range"
                     )
         e0 = LUT_GROUP * g0
-        self._entries[e0 : e0 + values.size] = values
+        # Entries are <= the file size (checked above), so int64 holds them.
+        self._entries[e0 : e0 + values.size] = values.view(np.int64)
         self._have[g0:g1] = True
 
     def load_groups(self, groups: np.ndarray) -> None:
@@ -344,6 +393,16 @@ class Lut:
         for (g0, g1), data in zip(runs, datas, strict=True):
             self._store(g0, g1, self._decode_run(g0, g1, data))
         if self._have.all():
+            # Runs were checked one by one; check the joins once so that ranges()
+            # can skip its per-call check from now on.
+            e = self._entries
+            bad = e[1:] <= e[:-1]
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise self._bad(
+                    f"entries are not increasing at chunk {i} ({int(e[i])} -> "
+                    f"{int(e[i + 1])}): empty or negative chunk range"
+                )
             self._complete = True
 
     def load_all(self) -> np.ndarray:
@@ -354,17 +413,18 @@ class Lut:
 
     def ranges(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(starts, stops) byte ranges (int64) of the chunks ``idx`` (sorted, unique)."""
-        if not self._complete:
-            g = idx >> 6
-            g_next = (idx + 1) >> 6
-            if idx.size <= 2:
-                groups = np.unique(np.concatenate((g, g_next)))
-            else:
-                groups = np.union1d(g, g_next)
-            self.load_groups(groups)
         e = self._entries
-        starts = e[idx].astype(np.int64)
-        stops = e[idx + 1].astype(np.int64)
+        if self._complete:
+            return e[idx], e[idx + 1]
+        g = idx >> 6
+        g_next = (idx + 1) >> 6
+        if idx.size == 1:
+            groups = g if g[0] == g_next[0] else np.concatenate((g, g_next))
+        else:
+            groups = np.union1d(g, g_next)
+        self.load_groups(groups)
+        starts = e[idx]
+        stops = e[idx + 1]
         bad = stops <= starts
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
@@ -442,15 +502,94 @@ class LegacyLut(Lut):
 # --------------------------------------------------------------------------- planning
 
 
-@dataclass(frozen=True, slots=True)
-class ReadPlan:
-    """Coalesced reads for a set of chunks and where each chunk lands in the buffer."""
+# Reads land in the buffer at the same offset modulo 64 as in the file: the
+# kernel copies page-cache data several times faster when source and
+# destination are equally aligned.
+_ALIGN = 64
+_ALIGN_MIN = 1 << 18
 
-    read_starts: np.ndarray  # int64 absolute offsets of each read
-    read_stops: np.ndarray
-    chunk_off: np.ndarray  # uint64 offset of each chunk inside the concatenated reads
-    chunk_len: np.ndarray  # uint64 byte length of each chunk
-    nbytes: int  # total bytes fetched
+
+class ReadPlan:
+    """Coalesced reads for a set of chunks and where each chunk lands in the buffer.
+
+    Attributes
+    ----------
+    read_starts, read_stops
+        Absolute byte range of each read (lists of int).
+    read_pos
+        Offset of each read inside the buffer (list of int).
+    chunk_off, chunk_len
+        uint64 offset / length of each chunk inside the buffer.
+    nbytes
+        Buffer size (fetched bytes plus alignment padding).
+    """
+
+    __slots__ = ("chunk_len", "chunk_off", "nbytes", "read_pos", "read_starts", "read_stops")
+
+    def __init__(self, read_starts, read_stops, read_pos, chunk_off, chunk_len, nbytes) -> None:
+        self.read_starts = read_starts
+        self.read_stops = read_stops
+        self.read_pos = read_pos
+        self.chunk_off = chunk_off
+        self.chunk_len = chunk_len
+        self.nbytes = nbytes
+
+    @property
+    def fetched(self) -> int:
+        """Bytes fetched from the source."""
+        return sum(b - a for a, b in zip(self.read_starts, self.read_stops, strict=True))
+
+
+# Below this many chunks a plain loop beats ~35 numpy calls of fixed overhead.
+_SMALL_PLAN = 48
+
+
+def _overlap(a0: int, b0: int, a1: int, b1: int, source: object) -> OmFormatError:
+    return OmFormatError(
+        f"look-up table gives overlapping chunk byte ranges [{a0}, {b0}) and [{a1}, {b1})",
+        source=source,
+    )
+
+
+def _plan_small(
+    starts: np.ndarray, stops: np.ndarray, merge: int, io_max: int, source: object
+) -> ReadPlan:
+    sl = starts.tolist()
+    el = stops.tolist()
+    rs = sl[0]
+    re_ = el[0]
+    p = rs % _ALIGN
+    read_starts = [rs]
+    read_stops = [re_]
+    read_pos = [p]
+    offs = [p]
+    prev_stop = re_
+    for k in range(1, len(sl)):
+        a = sl[k]
+        b = el[k]
+        if a < prev_stop:
+            raise _overlap(sl[k - 1], prev_stop, a, b, source)
+        prev_stop = b
+        if a - re_ <= merge and b - rs <= io_max:
+            offs.append(p + a - rs)
+            re_ = b
+            read_stops[-1] = b
+        else:
+            # the buffer end is congruent to re_ (mod 64): pad up to a's alignment
+            p = p + (re_ - rs) + (a - re_) % _ALIGN
+            rs, re_ = a, b
+            read_starts.append(a)
+            read_stops.append(b)
+            read_pos.append(p)
+            offs.append(p)
+    return ReadPlan(
+        read_starts,
+        read_stops,
+        read_pos,
+        np.array(offs, np.uint64),
+        (stops - starts).astype(np.uint64),
+        p + re_ - rs,
+    )
 
 
 def plan_reads(
@@ -469,45 +608,55 @@ def plan_reads(
     container spec 8.3 with the merge distance measured as the bridged gap.
     """
     n = starts.size
+    if n == 1:
+        a, b = int(starts[0]), int(stops[0])
+        pad = a % _ALIGN
+        return ReadPlan(
+            [a], [b], [pad], np.array([pad], np.uint64), np.array([b - a], np.uint64), pad + b - a
+        )
     if n == 0:
-        z = np.zeros(0, np.int64)
-        return ReadPlan(z, z, z.astype(np.uint64), z.astype(np.uint64), 0)
-    if n > 1:
-        gaps = starts[1:] - stops[:-1]
-        if (gaps < 0).any():
-            k = int(np.flatnonzero(gaps < 0)[0])
-            raise OmFormatError(
-                f"look-up table gives overlapping chunk byte ranges [{int(starts[k])}, "
-                f"{int(stops[k])}) and [{int(starts[k + 1])}, {int(stops[k + 1])})",
-                source=source,
-            )
-        brk = np.empty(n, bool)
-        brk[0] = True
-        np.greater(gaps, io_size_merge, out=brk[1:])
+        z = np.zeros(0, np.uint64)
+        return ReadPlan([], [], [], z, z, 0)
+    if n <= _SMALL_PLAN:
+        return _plan_small(starts, stops, io_size_merge, io_size_max, source)
+    gaps = starts[1:] - stops[:-1]
+    if (gaps < 0).any():
+        k = int(np.flatnonzero(gaps < 0)[0])
+        raise _overlap(int(starts[k]), int(stops[k]), int(starts[k + 1]), int(stops[k + 1]), source)
+    brk = np.empty(n, bool)
+    brk[0] = True
+    np.greater(gaps, io_size_merge, out=brk[1:])
+    firsts = np.flatnonzero(brk)
+    lasts = np.append(firsts[1:] - 1, n - 1)
+    seg_size = stops[lasts] - starts[firsts]
+    big = np.flatnonzero(seg_size > io_size_max)
+    if big.size:
+        starts_l = starts.tolist()
+        stops_l = stops.tolist()
+        for s in big.tolist():
+            a, b = int(firsts[s]), int(lasts[s]) + 1
+            cur = a
+            while cur < b:
+                brk[cur] = True
+                limit = starts_l[cur] + io_size_max
+                k = cur + 1
+                while k < b and stops_l[k] <= limit:
+                    k += 1
+                cur = k
         firsts = np.flatnonzero(brk)
         lasts = np.append(firsts[1:] - 1, n - 1)
-        seg_size = stops[lasts] - starts[firsts]
-        big = np.flatnonzero(seg_size > io_size_max)
-        if big.size:
-            for s in big.tolist():
-                a, b = int(firsts[s]), int(lasts[s]) + 1
-                cur = a
-                while cur < b:
-                    brk[cur] = True
-                    limit = int(starts[cur]) + io_size_max
-                    k = int(np.searchsorted(stops[cur:b], limit, side="right"))
-                    cur += max(k, 1)
-            firsts = np.flatnonzero(brk)
-        read_id = np.cumsum(brk) - 1
-        lasts = np.append(firsts[1:] - 1, n - 1)
-        read_starts = starts[firsts]
-        read_stops = stops[lasts]
-    else:
-        read_id = np.zeros(1, np.int64)
-        read_starts = starts[:1]
-        read_stops = stops[:1]
+    read_id = np.cumsum(brk) - 1
+    read_starts = starts[firsts]
+    read_stops = stops[lasts]
     lens = read_stops - read_starts
-    pos = np.cumsum(lens) - lens
+    pads = np.empty_like(lens)
+    pads[0] = read_starts[0] % _ALIGN
+    if lens.size > 1:
+        pads[1:] = (read_starts[1:] - read_stops[:-1]) % _ALIGN
+    ends = np.cumsum(lens + pads)
+    pos = ends - lens
     chunk_off = (pos[read_id] + (starts - read_starts[read_id])).astype(np.uint64)
     chunk_len = (stops - starts).astype(np.uint64)
-    return ReadPlan(read_starts, read_stops, chunk_off, chunk_len, int(lens.sum()))
+    return ReadPlan(
+        read_starts.tolist(), read_stops.tolist(), pos.tolist(), chunk_off, chunk_len, int(ends[-1])
+    )

@@ -27,6 +27,7 @@ from .layout import (
     LegacyLut,
     Lut,
     V3Lut,
+    aligned_buffer,
     check_plausible,
     normalize_key,
     plan_reads,
@@ -158,7 +159,9 @@ class _Core:
         key = (rec.offset, rec.size)
         lut = self.luts.get(key)
         if lut is None:
-            n_chunks = Grid(rec.dims, rec.chunks).n_chunks
+            n_chunks = 1
+            for d, c in zip(rec.dims, rec.chunks, strict=True):
+                n_chunks *= -(-d // c)
             what = f"array {rec.name!r} (record at {rec.offset})"
             kw = {
                 "what": what,
@@ -583,11 +586,12 @@ class OmArray(OmNode):
     """An array record: n-D, chunked and compressed."""
 
     kind = "array"
-    __slots__ = ("_codec", "_grid")
+    __slots__ = ("_codec", "_grid", "_rd")
 
     def _init(self, *args: Any) -> None:
         self._codec: _native.ArrayCodec | None = None
         self._grid: Grid | None = None
+        self._rd: tuple | None = None
         super()._init(*args)
 
     def _validate(self, rec: Record) -> None:
@@ -751,37 +755,37 @@ class OmArray(OmNode):
         out
             Optional preallocated output of the result's shape and dtype.
         """
-        rec = self._record
-        sel = normalize_key(key, rec.dims)
+        file = self._file
+        if file._closed:
+            raise ValueError(f"I/O operation on a closed OmFile ({file.source_name})")
+        ctx = self._rd
+        if ctx is None:
+            # Everything a read needs, resolved once per node object.
+            rec = self._record
+            core = file._core
+            ctx = self._rd = (core, core.lut(rec), self.grid, self.codec, self.dtype, rec.dims)
+        core, lut, grid, codec, dtype, dims = ctx
+        sel = normalize_key(key, dims)
         shape = sel.shape
-        dtype = self.dtype
-        if out is not None:
-            if out.shape != shape or out.dtype != dtype:
-                raise ValueError(
-                    f"out has shape {out.shape} and dtype {out.dtype}, the read gives "
-                    f"{shape} {dtype}"
-                )
+        if out is not None and (out.shape != shape or out.dtype != dtype):
+            raise ValueError(
+                f"out has shape {out.shape} and dtype {out.dtype}, the read gives {shape} {dtype}"
+            )
         if sel.size == 0:
             return out if out is not None else np.empty(shape, dtype)
-        core = self._file._core
-        idx = self.grid.touched(sel)
-        starts, stops = core.lut(rec).ranges(idx)
+        idx = grid.touched(sel)
+        starts, stops = lut.ranges(idx)
         name = core.name
-        plan = plan_reads(
-            starts,
-            stops,
-            io_size_merge=self._file._io[1],
-            io_size_max=self._file._io[0],
-            source=name,
-        )
-        buf = np.empty(plan.nbytes, np.uint8)
-        core.source.read_into(plan.read_starts, plan.read_stops, buf)
+        io_max, io_merge = file._io
+        plan = plan_reads(starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=name)
+        buf = aligned_buffer(plan.nbytes)
+        core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
         if out is not None and out.flags.c_contiguous:
             target = out
         else:
             target = np.empty(shape, dtype)
         _native.decode_select(
-            self.codec,
+            codec,
             target.reshape(sel.full_shape),
             sel.index,
             idx,

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_TAIL_SIZE = 64 * 1024
+# Local reads cost a system call each, not a round trip: a small tail is enough.
+LOCAL_TAIL_SIZE = 16 * 1024
 
 # Bumped in every forked child: descriptors, sockets and event loops inherited
 # from the parent are not reused (fsspec's async loops do not survive a fork).
@@ -74,25 +76,33 @@ class SourceSpec(ABC):
     def _connect(self) -> Any:
         """Return the handle the source reads through (fd, filesystem, object)."""
 
-    def open(self, tail_size: int = DEFAULT_TAIL_SIZE, *, lazy: bool = False) -> Source:
+    default_tail_size = DEFAULT_TAIL_SIZE
+
+    def open(self, tail_size: int | None = None, *, lazy: bool = False) -> Source:
         """Open the described bytes: gets the size and reads the tail.
 
-        With ``lazy=True`` nothing happens until the first read.
+        ``tail_size`` defaults to 64 KiB (16 KiB for local files). With
+        ``lazy=True`` nothing happens until the first read.
         """
+        if tail_size is None:
+            tail_size = self.default_tail_size
         return Source(self, tail_size=tail_size, lazy=lazy)
 
     @property
     def key(self) -> str:
-        """Stable identity of the described bytes' location (for per-process caches)."""
+        """Identity of the described bytes' location (for per-process caches)."""
         cached = getattr(self, "_key_cache", None)
         if cached is None:
-            try:
-                raw = pickle.dumps(self, protocol=4)
-            except Exception:  # unpicklable (file-like): identity of the object
-                raw = f"{type(self).__name__}:{id(self)}".encode()
-            cached = hashlib.sha1(raw).hexdigest()
+            cached = f"{type(self).__name__}:{self._key()}"
             object.__setattr__(self, "_key_cache", cached)
         return cached
+
+    def _key(self) -> str:
+        try:
+            raw = pickle.dumps(self, protocol=4)
+        except Exception:  # unpicklable (file-like): identity of the object
+            return str(id(self))
+        return hashlib.sha1(raw).hexdigest()
 
     def __getstate__(self) -> dict:
         state = {k: getattr(self, k) for k in self.__dataclass_fields__}  # type: ignore[attr-defined]
@@ -109,8 +119,13 @@ class LocalSpec(SourceSpec):
 
     path: str
 
+    default_tail_size = LOCAL_TAIL_SIZE
+
     @property
     def name(self) -> str:  # type: ignore[override]
+        return self.path
+
+    def _key(self) -> str:
         return self.path
 
     def _connect(self) -> Any:
@@ -205,7 +220,7 @@ class Source:
     """
 
     def __init__(
-        self, spec: SourceSpec, *, tail_size: int = DEFAULT_TAIL_SIZE, lazy: bool = False
+        self, spec: SourceSpec, *, tail_size: int | None = None, lazy: bool = False
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -216,7 +231,7 @@ class Source:
         self._finalizer: weakref.finalize | None = None
         self._tail_start = 0
         self._tail = b""
-        self._tail_size = int(tail_size)
+        self._tail_size = int(spec.default_tail_size if tail_size is None else tail_size)
         self._size = -1
         if not lazy:
             self._open()
@@ -382,38 +397,51 @@ class Source:
                 out[i] = self._got(data, *ranges[i])
         return out  # type: ignore[return-value]
 
-    def read_into(self, starts: Sequence[int], stops: Sequence[int], buf: np.ndarray) -> None:
-        """Read ranges back to back into the uint8 array ``buf``.
+    def read_into(
+        self,
+        starts: Sequence[int],
+        stops: Sequence[int],
+        buf: np.ndarray,
+        positions: Sequence[int] | None = None,
+    ) -> None:
+        """Read ranges into the uint8 array ``buf``.
 
-        ``buf`` must hold exactly ``sum(stops - starts)`` bytes. Local files are
-        read straight into ``buf`` (no intermediate copy); remote ranges are
-        fetched in one batched request.
+        Range ``k`` lands at ``buf[positions[k]:]`` (default: back to back from
+        0). Local files are read straight into ``buf`` (no intermediate copy);
+        remote ranges are fetched with one batched request.
         """
-        starts_l = [int(a) for a in starts]
-        stops_l = [int(b) for b in stops]
+        if isinstance(starts, np.ndarray):
+            starts = starts.tolist()
+        if isinstance(stops, np.ndarray):
+            stops = stops.tolist()
+        if positions is None:
+            positions = []
+            p = 0
+            for a, b in zip(starts, stops, strict=True):
+                positions.append(p)
+                p += b - a
         size = self.size
-        total = 0
-        for a, b in zip(starts_l, stops_l, strict=True):
+        end = 0
+        for a, b, p in zip(starts, stops, positions, strict=True):
             if not 0 <= a <= b <= size:
                 self._check(a, b)
-            total += b - a
-        if total != buf.nbytes:
-            raise ValueError("buffer size does not match the ranges")
+            end = max(end, p + b - a)
+        if end > buf.nbytes:
+            raise ValueError("buffer too small for the ranges")
         mv = memoryview(buf).cast("B")
         tail = self._tail
         tail_start = self._tail_start if tail else size + 1
         h = self._conn()
         local = isinstance(h, int)
-        pos = 0
         remote: list[tuple[int, int, int]] = []
-        for a, b in zip(starts_l, stops_l, strict=True):
+        for a, b, p in zip(starts, stops, positions, strict=True):
             n = b - a
             if n == 0:
                 continue
             if a >= tail_start:
-                mv[pos : pos + n] = tail[a - tail_start : b - tail_start]
+                mv[p : p + n] = tail[a - tail_start : b - tail_start]
             elif local:
-                got = os.preadv(h, [mv[pos : pos + n]], a)
+                got = os.preadv(h, [mv[p : p + n]], a)
                 if got != n:
                     raise OmFormatError(
                         f"read of [{a}, {b}) returned {got} bytes: the file is truncated "
@@ -421,8 +449,7 @@ class Source:
                         source=self.name,
                     )
             else:
-                remote.append((pos, a, b))
-            pos += n
+                remote.append((p, a, b))
         if remote:
             datas = self._fetch_ranges([(a, b) for _, a, b in remote])
             for (p, a, b), data in zip(remote, datas, strict=True):
@@ -505,7 +532,7 @@ def spec_for(source: Any, *, storage_options: dict | None = None) -> SourceSpec:
 
 
 def open_source(
-    source: Any, *, storage_options: dict | None = None, tail_size: int = DEFAULT_TAIL_SIZE
+    source: Any, *, storage_options: dict | None = None, tail_size: int | None = None
 ) -> Source:
     """Open ``source`` for reading byte ranges.
 
@@ -521,7 +548,8 @@ def open_source(
         fsspec options, only together with a URL.
     tail_size
         How many bytes at the end of the file to fetch at open and serve
-        metadata reads from (default 64 KiB; 0 disables the tail buffer).
+        metadata reads from (default 64 KiB, 16 KiB for local files; 0
+        disables the tail buffer).
     """
     if isinstance(source, Source):
         return source
