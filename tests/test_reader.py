@@ -636,6 +636,11 @@ def test_dask_tokenize_deterministic():
     assert tokenize(f1["lat"]) == tokenize(f2["lat"])
     assert tokenize(f1["lat"]) != tokenize(f1["lon"])
     assert tokenize(f1) != tokenize(OmFile(FIXTURES / "shape_1d.om"))
+    # in-memory bytes: same bytes, same token; different bytes of the same size differ
+    raw = (FIXTURES / "read_test.om").read_bytes()
+    assert tokenize(OmFile(raw).root) == tokenize(OmFile(bytes(raw)).root)
+    other = raw[:-30] + b"x" + raw[-29:]  # "data" -> "daxa": same size, other bytes
+    assert tokenize(OmFile(raw).root) != tokenize(OmFile(other).root)
 
 
 _CHILD = r"""
@@ -880,6 +885,23 @@ def test_cycles_and_depth():
     data, _ = _file_with_records([bad])
     with pytest.raises(OmFormatError, match="outside the file"):
         OmFile(data).root  # noqa: B018
+
+
+def test_exponential_dag_is_capped(monkeypatch):
+    # 40 levels, each group lists the next level twice: 2^40 paths, 41 records
+    recs, pos, prev = [], 8, None
+    for i in range(40):
+        r = encode_scalar_record(f"g{i}", None, children=[prev, prev] if prev else [])
+        recs.append(r)
+        prev = (pos, len(r))
+        pos += len(r) + (-len(r) % 8)
+    data, _ = _file_with_records(recs)
+    monkeypatch.setattr(reader_mod, "MAX_NODES", 5000)
+    f = OmFile(data)
+    with pytest.raises(OmFormatError, match="more than 5000 nodes"):
+        stack = [f.root]
+        while stack:
+            stack.extend(stack.pop().children)
 
 
 def test_crafted_v3_lut_checks():

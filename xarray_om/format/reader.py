@@ -45,10 +45,13 @@ from .records import (
 )
 from .source import Source, SourceSpec, open_source
 
-__all__ = ["MAX_DEPTH", "OmArray", "OmFile", "OmGroup", "OmNode", "OmScalar"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "OmArray", "OmFile", "OmGroup", "OmNode", "OmScalar"]
 
 # Reference writers never nest deeply; the cap stops crafted chains of records.
 MAX_DEPTH = 256
+# Shared children make the tree a DAG: a crafted file can repeat a record
+# exponentially often along distinct paths. Cap the nodes one OmFile creates.
+MAX_NODES = 1_000_000
 _REGISTRY_SIZE = 64
 
 
@@ -266,6 +269,7 @@ class OmFile:
         self._io = (int(io_size_max), int(io_size_merge))
         self._closed = False
         self._root: OmNode | None = None
+        self._n_nodes = 0
         if not isinstance(src.spec, _unpicklable_specs()):
             _register(core)
 
@@ -277,6 +281,7 @@ class OmFile:
         self._io = io
         self._closed = False
         self._root = None
+        self._n_nodes = 0
         return self
 
     def __reduce__(self):
@@ -374,7 +379,15 @@ class OmFile:
 
     def __dask_tokenize__(self) -> tuple:
         st = self._state
-        return ("xarray_om.OmFile", st.spec.name, st.size, st.root_offset, st.root_size, st.version)
+        return (
+            "xarray_om.OmFile",
+            st.spec.name,
+            st.spec.key,
+            st.size,
+            st.root_offset,
+            st.root_size,
+            st.version,
+        )
 
     def __repr__(self) -> str:
         return f"<OmFile {self.source_name!r} v{self.version} size={self.size}>"
@@ -502,7 +515,15 @@ class OmNode:
                     f"record tree deeper than {MAX_DEPTH} levels at {self._path!r}",
                     source=self._file.source_name,
                 )
-            core = self._file._core
+            file = self._file
+            core = file._core
+            file._n_nodes += len(rec.children)
+            if file._n_nodes > MAX_NODES:
+                raise OmFormatError(
+                    f"record tree has more than {MAX_NODES} nodes (shared records repeated "
+                    "along many paths?)",
+                    source=file.source_name,
+                )
             children = []
             for off, sz in rec.children:
                 if off in chain:

@@ -180,6 +180,9 @@ class BytesSpec(SourceSpec):
     def name(self) -> str:  # type: ignore[override]
         return self.label
 
+    def _key(self) -> str:
+        return hashlib.sha1(self.data).hexdigest()
+
     def _connect(self) -> Any:
         return memoryview(self.data)
 
@@ -420,15 +423,18 @@ class Source:
             for a, b in zip(starts, stops, strict=True):
                 positions.append(p)
                 p += b - a
-        size = self.size
+        size = self._size if self._size >= 0 else self.size
         end = 0
         for a, b, p in zip(starts, stops, positions, strict=True):
             if not 0 <= a <= b <= size:
                 self._check(a, b)
-            end = max(end, p + b - a)
+            if p + b - a > end:
+                end = p + b - a
         if end > buf.nbytes:
             raise ValueError("buffer too small for the ranges")
-        mv = memoryview(buf).cast("B")
+        mv = memoryview(buf)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
         tail = self._tail
         tail_start = self._tail_start if tail else size + 1
         h = self._conn()
