@@ -111,8 +111,18 @@ def test_values_match_reference_reader(name: str) -> None:
 def test_open_zarr_identical_to_backend(name: str) -> None:
     p = FIXTURES / name
     expected = open_backend(p).load()
-    got = xr.open_zarr(OmStore(p)).load()
+    # chunks=None: no dask (thousands of one-chunk tasks for many_chunks.om).
+    got = xr.open_zarr(OmStore(p), chunks=None).load()
     xr.testing.assert_identical(got, expected)
+
+
+@pytest.mark.parametrize("name", ["hierarchy.om", "openmeteo_spatial.om", "shape_4d.om"])
+def test_open_zarr_dask_identical_to_backend(name: str) -> None:
+    p = FIXTURES / name
+    ds = xr.open_zarr(OmStore(p))
+    var = next(v for v in ds.data_vars.values() if v.ndim >= 2)
+    assert var.chunks is not None  # dask, one block per OM chunk
+    xr.testing.assert_identical(ds.load(), open_backend(p).load())
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -375,6 +385,17 @@ def test_writes_are_refused(tmp_path: Path) -> None:
             OmChunkCodec(compression="pfor_delta_2d")._encode_single(None, None)  # type: ignore[arg-type]
         )
     np.testing.assert_array_equal(arr[...], np.arange(12).reshape(3, 4))  # untouched
+
+
+def test_copy_to_native_zarr(tmp_path: Path) -> None:
+    """Copying to a Zarr store names the fix; with the encoding dropped the copy is exact."""
+    ds = xr.open_zarr(OmStore(FIXTURES / "hierarchy.om"))
+    with pytest.raises(OmReadOnlyError, match=r"encoding\.clear\(\)"):
+        ds.to_zarr(tmp_path / "a.zarr", zarr_format=3)
+    for v in ds.variables.values():
+        v.encoding.clear()
+    ds.to_zarr(tmp_path / "b.zarr", zarr_format=3)
+    xr.testing.assert_identical(xr.open_zarr(tmp_path / "b.zarr").load(), ds.load())
 
 
 # --------------------------------------------------------------------------- store behaviour

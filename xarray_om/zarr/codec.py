@@ -352,8 +352,10 @@ class OmChunkCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         raise OmReadOnlyError(
-            f"the {CODEC_NAME} codec only decodes: write OM files with xarray_om.OmWriter "
-            "or ds.om.to_om(...)"
+            f"the {CODEC_NAME} codec only decodes. To copy data read from an OM file into "
+            "a Zarr store, drop the OM codec from the encoding first (e.g. "
+            "`for v in ds.variables.values(): v.encoding.clear()` before `ds.to_zarr(...)`); "
+            "to write OM files use ds.om.to_om(...) or xarray_om.OmWriter"
         )
 
 
