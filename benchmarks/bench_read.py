@@ -9,8 +9,10 @@ cache in the same process, alternating, with the file opened once:
 * ``slab``   - one time step ``(:, :, t)`` (random t per repetition),
 * ``cold``   - open the file + one column (what a fresh dask task pays).
 
-Times are medians over repetitions, the two readers alternating call by call
-(the machine may be shared); ``speedup`` = omfiles time / xarray_om time.
+Times are medians over repetitions, the two readers alternating call by call;
+wall time and the calling thread's CPU time (both readers decode on the calling
+thread, so CPU time is the fairer figure on a shared, loaded machine).
+``speedup`` = omfiles time / xarray_om time.
 
 Usage::
 
@@ -63,15 +65,19 @@ def write_reference(path: str, data: np.ndarray, chunks, kw: dict) -> None:
     w.close(w.write_array(data, chunks=list(chunks), name="t", **kw))
 
 
-def paired_medians(f_ours, f_ref, reps: int) -> tuple[float, float]:
-    """Median times of both readers, alternating call by call so load drift hits both."""
-    ours, ref = [], []
+def paired_medians(f_ours, f_ref, reps: int) -> tuple[float, float, float, float]:
+    """Median wall and CPU (this thread) times of both readers, alternating call by
+    call so that drift in machine load hits both: (ours, ref, ours_cpu, ref_cpu)."""
+    acc: dict[str, list[float]] = {"ours": [], "ref": [], "ours_cpu": [], "ref_cpu": []}
     for r in range(reps):
-        for fn, acc in ((f_ref, ref), (f_ours, ours)) if r % 2 else ((f_ours, ours), (f_ref, ref)):
+        order = (("ref", f_ref), ("ours", f_ours)) if r % 2 else (("ours", f_ours), ("ref", f_ref))
+        for name, fn in order:
+            c0 = time.thread_time()
             t0 = time.perf_counter()
             fn(r)
-            acc.append(time.perf_counter() - t0)
-    return statistics.median(ours), statistics.median(ref)
+            acc[name].append(time.perf_counter() - t0)
+            acc[name + "_cpu"].append(time.thread_time() - c0)
+    return tuple(statistics.median(acc[k]) for k in ("ours", "ref", "ours_cpu", "ref_cpu"))
 
 
 def bench_file(path: str, shape, reps: int, point_reps: int) -> dict[str, tuple[float, float]]:
@@ -150,23 +156,28 @@ def main() -> None:
                 write_reference(path, data, chunks, kw)
                 size = os.path.getsize(path)
                 res = bench_file(path, shape, args.reps, args.point_reps)
-                for op, (ours, ref) in res.items():
-                    rows.append((case, lname, size, op, ours, ref))
+                for op, (ours, ref, ours_c, ref_c) in res.items():
+                    rows.append((case, lname, size, op, ours, ref, ours_c, ref_c))
                     if not args.markdown:
                         print(
                             f"{case:16s} {lname:11s} {op:7s} xarray_om {fmt_time(ours):>10s}  "
-                            f"omfiles {fmt_time(ref):>10s}  speedup {ref / ours:5.2f}x",
+                            f"omfiles {fmt_time(ref):>10s}  speedup {ref / ours:5.2f}x  "
+                            f"(cpu {fmt_time(ours_c)} vs {fmt_time(ref_c)}: {ref_c / ours_c:5.2f}x)",
                             flush=True,
                         )
     if args.markdown:
         mb = np.prod(shape) * 4 / 1e6
         print(f"Array float32 {shape} ({mb:.1f} MB decoded), files written by omfiles.\n")
-        print("| compression | chunks | file | read | xarray_om | omfiles | speedup |")
-        print("|---|---|---|---|---|---|---|")
-        for case, lname, size, op, ours, ref in rows:
+        print(
+            "| compression | chunks | file | read | xarray_om | omfiles | speedup "
+            "| CPU xarray_om | CPU omfiles | CPU speedup |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for case, lname, size, op, ours, ref, ours_c, ref_c in rows:
             print(
                 f"| {case} | {lname} | {size / 1e6:.1f} MB | {op} | {fmt_time(ours)} | "
-                f"{fmt_time(ref)} | {ref / ours:.2f}x |"
+                f"{fmt_time(ref)} | {ref / ours:.2f}x | {fmt_time(ours_c)} | {fmt_time(ref_c)} "
+                f"| {ref_c / ours_c:.2f}x |"
             )
 
 

@@ -481,6 +481,29 @@ def test_plan_reads_small_and_vector_paths_agree(sizes, seed, merge, io_max):
     assert small.chunk_len.tolist() == vector.chunk_len.tolist()
 
 
+def test_buffer_pool():
+    from xarray_om.format.layout import BufferPool
+
+    pool = BufferPool(max_buffers=2, max_bytes=8 << 20)
+    with pool.borrow(1 << 20) as a:
+        assert a.nbytes == 1 << 20 and a.ctypes.data % 64 == 0
+        with pool.borrow(1 << 20) as b:  # concurrent borrows never share memory
+            assert abs(a.ctypes.data - b.ctypes.data) >= 1 << 20
+        addr = a.ctypes.data
+    with pool.borrow((1 << 20) - 5) as c:  # reused, already faulted
+        assert c.ctypes.data in (addr, b.ctypes.data)
+    with pytest.raises(RuntimeError), pool.borrow(2 << 20):
+        raise RuntimeError("a failed read gives its buffer back")
+    assert len(pool._free) == 2 and all(x.nbytes <= 8 << 20 for x in pool._free)
+    with pool.borrow(9 << 20) as big:  # above the cap: fresh, not kept
+        assert big.nbytes == 9 << 20
+    assert all(x.nbytes <= 8 << 20 for x in pool._free)
+    with pool.borrow(100) as small:
+        assert small.nbytes == 100
+    pool.clear()
+    assert pool._free == []
+
+
 def test_plan_reads_rejects_overlap():
     with pytest.raises(OmFormatError, match="overlapping"):
         plan_reads(np.array([10, 15]), np.array([20, 30]), source="x.om")

@@ -8,7 +8,9 @@ sections 4 (geometry), 6 (LUT), 8 (reading) and 9.2 (legacy LUT).
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import reduce
 from typing import Any
 
@@ -21,6 +23,8 @@ from .source import Source
 __all__ = [
     "LUT_GROUP",
     "MAX_ELEMENTS_PER_BYTE",
+    "READ_BUFFERS",
+    "BufferPool",
     "Grid",
     "LegacyLut",
     "Lut",
@@ -55,6 +59,55 @@ def aligned_buffer(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + _ALIGN, np.uint8)
     skip = -raw.ctypes.data % _ALIGN
     return raw[skip : skip + nbytes]
+
+
+class BufferPool:
+    """A few large, already-faulted read buffers reused across reads.
+
+    Reading into fresh memory makes the kernel fault in every page during the
+    copy, which costs as much as the copy itself or more; a buffer that has
+    been used before is free. At most ``max_buffers`` buffers of at most
+    ``max_bytes`` each are kept; larger requests get a fresh buffer.
+    """
+
+    def __init__(self, max_buffers: int = 2, max_bytes: int = 32 << 20) -> None:
+        self.max_buffers = max_buffers
+        self.max_bytes = max_bytes
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A 64-byte aligned uint8 view of ``nbytes`` bytes for the ``with`` block."""
+        need = nbytes + _ALIGN
+        if nbytes < _ALIGN_MIN or need > self.max_bytes:
+            yield aligned_buffer(nbytes)
+            return
+        raw = None
+        with self._lock:
+            for i, b in enumerate(self._free):
+                if b.nbytes >= need:
+                    raw = self._free.pop(i)
+                    break
+        if raw is None:
+            # Round up so that slightly larger reads later reuse it.
+            raw = np.empty(min(self.max_bytes, -(-need // (1 << 20)) << 20), np.uint8)
+        skip = -raw.ctypes.data % _ALIGN
+        try:
+            yield raw[skip : skip + nbytes]
+        finally:
+            with self._lock:
+                self._free.append(raw)
+                if len(self._free) > self.max_buffers:
+                    self._free.sort(key=lambda b: b.nbytes)
+                    del self._free[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+READ_BUFFERS = BufferPool()
 
 
 def check_plausible(

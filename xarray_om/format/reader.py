@@ -23,11 +23,11 @@ import numpy as np
 from .. import _native
 from ..errors import OmFormatError
 from .layout import (
+    READ_BUFFERS,
     Grid,
     LegacyLut,
     Lut,
     V3Lut,
-    aligned_buffer,
     check_plausible,
     normalize_key,
     plan_reads,
@@ -799,22 +799,22 @@ class OmArray(OmNode):
         name = core.name
         io_max, io_merge = file._io
         plan = plan_reads(starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=name)
-        buf = aligned_buffer(plan.nbytes)
-        core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
         if out is not None and out.flags.c_contiguous:
             target = out
         else:
             target = np.empty(shape, dtype)
-        _native.decode_select(
-            codec,
-            target.reshape(sel.full_shape),
-            sel.index,
-            idx,
-            buf,
-            plan.chunk_off,
-            plan.chunk_len,
-            source=name,
-        )
+        with READ_BUFFERS.borrow(plan.nbytes) as buf:
+            core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
+            _native.decode_select(
+                codec,
+                target.reshape(sel.full_shape),
+                sel.index,
+                idx,
+                buf,
+                plan.chunk_off,
+                plan.chunk_len,
+                source=name,
+            )
         if out is not None and target is not out:
             out[...] = target
             return out
