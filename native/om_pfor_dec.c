@@ -49,8 +49,48 @@ static void om_dec_detect(void)
     g_level = (env && env[0] && strcmp(env, "0") != 0) ? 0 : best;
 }
 
+#if OM_X86
+/* pshufb controls that "expand" consecutive exception high parts to the
+ * positions of the set bits of a bitmap byte (nibble for 32-bit lanes);
+ * unset lanes get 0x80 (zero). */
+static uint8_t g_exp8[256][16], g_exp16[256][16], g_exp32[16][16];
+static uint8_t g_pop8[256];
+
+static void om_dec_tables(void)
+{
+    for (int mb = 0; mb < 256; mb++) {
+        int k = 0;
+        memset(g_exp8[mb], 0x80, 16);
+        memset(g_exp16[mb], 0x80, 16);
+        for (int j = 0; j < 8; j++) {
+            if ((mb >> j) & 1) {
+                g_exp8[mb][j] = (uint8_t)k;
+                g_exp16[mb][2 * j] = (uint8_t)(2 * k);
+                g_exp16[mb][2 * j + 1] = (uint8_t)(2 * k + 1);
+                k++;
+            }
+        }
+        g_pop8[mb] = (uint8_t)k;
+    }
+    for (int nib = 0; nib < 16; nib++) {
+        int k = 0;
+        for (int j = 0; j < 4; j++) {
+            for (int t = 0; t < 4; t++)
+                g_exp32[nib][4 * j + t] = ((nib >> j) & 1) ? (uint8_t)(4 * k + t) : 0x80;
+            k += (nib >> j) & 1;
+        }
+    }
+}
+#endif
+
 /* Runs when the shared library is loaded, before any thread can call in. */
-__attribute__((constructor)) static void om_dec_init(void) { om_dec_detect(); }
+__attribute__((constructor)) static void om_dec_init(void)
+{
+#if OM_X86
+    om_dec_tables();
+#endif
+    om_dec_detect();
+}
 
 int om_simd_level(void) { return __atomic_load_n(&g_level, __ATOMIC_RELAXED); }
 
@@ -227,6 +267,13 @@ static int64_t vb_dec(const uint8_t *in, size_t len, size_t xn, int W, uint64_t 
         size_t i = 0;                                                                    \
         const uint8_t *g = in;                                                           \
         for (; i + 8 <= m; i += 8, g += B) {                                             \
+            if (B <= 8) { /* 8 values fit in one word */                                 \
+                const uint64_t w = om_ld64(g);                                           \
+                OM_UNROLL(8)                                                             \
+                for (int k = 0; k < 8; k++)                                              \
+                    out[i + k] = (T)((w >> ((k * B) & 63)) & mask);                      \
+                continue;                                                                \
+            }                                                                            \
             OM_UNROLL(8)                                                                 \
             for (int k = 0; k < 8; k++) {                                                \
                 const int bit = k * B, sh = bit & 7;                                     \
@@ -454,6 +501,86 @@ static void v64_unpack32(const uint8_t *in, int b, int x86, uint64_t *out, int l
 }
 
 /* ------------------------------------------------------------------------ */
+/* Bitmap exceptions: out[i] += high[k] << b for the k-th set bit i (mod 2^W). */
+
+#if OM_X86
+#define SSSE3 __attribute__((target("ssse3")))
+
+OM_INLINE unsigned bm_byte(const uint64_t bw[2], int g) { return (unsigned)(bw[g >> 3] >> (8 * (g & 7))) & 0xFF; }
+
+/* Full blocks only (128 values); high has 8 readable elements past xn. */
+SSSE3 static void merge_bitmap8_ssse3(uint8_t *out, const uint64_t bw[2], const uint8_t *high, int b)
+{
+    const __m128i keep = _mm_set1_epi8((char)((0xFF << b) & 0xFF));
+    const __m128i cnt = _mm_cvtsi32_si128(b);
+    size_t k = 0;
+    for (int g = 0; g < 16; g++) {
+        const unsigned mb = bm_byte(bw, g); /* no branch on mb: it is unpredictable */
+        __m128i h = _mm_loadl_epi64((const __m128i *)(high + k));
+        h = _mm_shuffle_epi8(h, _mm_loadu_si128((const __m128i *)g_exp8[mb]));
+        h = _mm_and_si128(_mm_sll_epi16(h, cnt), keep); /* 8-bit lanes: shift in 16, mask */
+        const __m128i o = _mm_loadl_epi64((const __m128i *)(out + 8 * g));
+        _mm_storel_epi64((__m128i *)(out + 8 * g), _mm_add_epi8(o, h));
+        k += g_pop8[mb];
+    }
+}
+
+SSSE3 static void merge_bitmap16_ssse3(uint16_t *out, const uint64_t bw[2], const uint16_t *high, int b)
+{
+    const __m128i cnt = _mm_cvtsi32_si128(b);
+    size_t k = 0;
+    for (int g = 0; g < 16; g++) {
+        const unsigned mb = bm_byte(bw, g); /* no branch on mb: it is unpredictable */
+        __m128i h = _mm_loadu_si128((const __m128i *)(high + k));
+        h = _mm_sll_epi16(_mm_shuffle_epi8(h, _mm_loadu_si128((const __m128i *)g_exp16[mb])), cnt);
+        const __m128i o = _mm_loadu_si128((const __m128i *)(out + 8 * g));
+        _mm_storeu_si128((__m128i *)(out + 8 * g), _mm_add_epi16(o, h));
+        k += g_pop8[mb];
+    }
+}
+
+SSSE3 static void merge_bitmap32_ssse3(uint32_t *out, const uint64_t bw[2], const uint32_t *high, int b)
+{
+    const __m128i cnt = _mm_cvtsi32_si128(b);
+    size_t k = 0;
+    for (int g = 0; g < 32; g++) {
+        const unsigned nib = (bm_byte(bw, g >> 1) >> (4 * (g & 1))) & 15;
+        __m128i h = _mm_loadu_si128((const __m128i *)(high + k));
+        h = _mm_sll_epi32(_mm_shuffle_epi8(h, _mm_loadu_si128((const __m128i *)g_exp32[nib])), cnt);
+        const __m128i o = _mm_loadu_si128((const __m128i *)(out + 4 * g));
+        _mm_storeu_si128((__m128i *)(out + 4 * g), _mm_add_epi32(o, h));
+        k += g_pop8[nib];
+    }
+}
+#endif
+
+/* high: xn values of W bits (typed like out), 8 zero elements after them. */
+OM_INLINE void merge_bitmap(void *out, size_t m, const uint64_t bw[2], const void *high, int b,
+                            const int W, int level)
+{
+#if OM_X86
+    if (level >= 2 && m == 128) {
+        switch (W) {
+        case 8: merge_bitmap8_ssse3((uint8_t *)out, bw, (const uint8_t *)high, b); return;
+        case 16: merge_bitmap16_ssse3((uint16_t *)out, bw, (const uint16_t *)high, b); return;
+        case 32: merge_bitmap32_ssse3((uint32_t *)out, bw, (const uint32_t *)high, b); return;
+        default: break;
+        }
+    }
+#else
+    (void)m;
+#endif
+    (void)level;
+    size_t k = 0;
+    for (int wi = 0; wi < 2; wi++) {
+        for (uint64_t w = bw[wi]; w; w &= w - 1) {
+            const size_t i = (size_t)wi * 64 + (size_t)__builtin_ctzll(w);
+            st_w(out, i, ld_w(out, i, W) + (ld_w(high, k++, W) << b), W); /* ADD, mod 2^W */
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Block decoder (codec spec 6.4)                                             */
 
 #define PAD_MAX (1024 + 16) /* largest packed area (128 x 64 bits) + slack */
@@ -542,7 +669,7 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
     /* Exception modes: b is the literal field (W = 64 writers never pick 63 here). */
     if (b > W)
         return OM_E_CORRUPT;
-    uint64_t high[128];
+    uint64_t high[136]; /* 128 values + 8 zero elements for the vector merges */
 
     if (mode == 0x80) { /* bitmap of exceptions, high parts Hpacked with bx bits */
         if (len - p < 1)
@@ -562,21 +689,16 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
         else if (m < 128)
             bw[1] &= ((uint64_t)1 << (m - 64)) - 1;
         const size_t xn = (size_t)(popcount64(bw[0]) + popcount64(bw[1]));
-        r = hunpack_checked(in + p, len - p, xn, bx, 64, high);
+        r = hunpack_checked(in + p, len - p, xn, bx, W, high); /* typed like out */
         if (r < 0)
             return r;
         p += (size_t)r;
+        memset((uint8_t *)high + xn * (size_t)(W / 8), 0, 8 * (size_t)(W / 8));
         r = unpack_checked(in + p, len - p, m, b, W, vertical, x86, out, level);
         if (r < 0)
             return r;
         p += (size_t)r;
-        size_t k = 0;
-        for (int wi = 0; wi < 2; wi++) {
-            for (uint64_t w = bw[wi]; w; w &= w - 1) {
-                const size_t i = (size_t)wi * 64 + (size_t)__builtin_ctzll(w);
-                st_w(out, i, ld_w(out, i, W) + (high[k++] << b), W); /* ADD, mod 2^W */
-            }
-        }
+        merge_bitmap(out, m, bw, high, b, W, level);
         return (int64_t)p;
     }
 
@@ -722,6 +844,32 @@ OM_INLINE uint64_t pfx64_sse2_k(uint64_t *p, size_t m, uint64_t prev, const uint
     return prefix64_c_k(p + i, m - i, prev, rp + i, zz, filt);
 }
 
+/* 16 x 8-bit lanes: 4 shift-add steps; the carry broadcast needs pshufb. */
+SSSE3 OM_INLINE uint8_t pfx8_ssse3_k(uint8_t *p, size_t m, uint8_t prev, const uint8_t *rp,
+                                     const int zz, const int filt)
+{
+    const __m128i one = _mm_set1_epi8(1), low7 = _mm_set1_epi8(0x7F), last = _mm_set1_epi8(15);
+    __m128i carry = _mm_set1_epi8((char)prev);
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        if (zz)
+            x = _mm_xor_si128(_mm_and_si128(_mm_srli_epi16(x, 1), low7),
+                              _mm_sub_epi8(_mm_setzero_si128(), _mm_and_si128(x, one)));
+        x = _mm_add_epi8(x, _mm_slli_si128(x, 1));
+        x = _mm_add_epi8(x, _mm_slli_si128(x, 2));
+        x = _mm_add_epi8(x, _mm_slli_si128(x, 4));
+        x = _mm_add_epi8(x, _mm_slli_si128(x, 8));
+        __m128i s = _mm_add_epi8(x, carry);
+        if (filt)
+            s = _mm_add_epi8(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(p + i), s);
+        carry = _mm_add_epi8(carry, _mm_shuffle_epi8(x, last));
+    }
+    prev = (uint8_t)_mm_cvtsi128_si32(carry);
+    return prefix8_c_k(p + i, m - i, prev, rp + i, zz, filt);
+}
+
 #define AVX2 __attribute__((target("avx2")))
 
 AVX2 OM_INLINE __m256i unzz16_avx2(__m256i x)
@@ -828,6 +976,7 @@ AVX2 OM_INLINE uint64_t pfx64_avx2_k(uint64_t *p, size_t m, uint64_t prev, const
             return rp ? NAME##_k(p, m, prev, rp, 1, 1) : NAME##_k(p, m, prev, p, 1, 0); \
         return rp ? NAME##_k(p, m, prev, rp, 0, 1) : NAME##_k(p, m, prev, p, 0, 0);     \
     }
+DEFINE_PREFIX_VARIANTS(uint8_t, pfx8_ssse3, SSSE3)
 DEFINE_PREFIX_VARIANTS(uint16_t, pfx16_sse2, )
 DEFINE_PREFIX_VARIANTS(uint32_t, pfx32_sse2, )
 DEFINE_PREFIX_VARIANTS(uint64_t, pfx64_sse2, )
@@ -845,6 +994,10 @@ OM_INLINE uint64_t prefix_w(void *p, size_t m, uint64_t prev, const void *rp, si
     (void)L;
     switch (W) {
     case 8:
+#if OM_X86
+        if (level >= 2 && (!rp || L >= 16))
+            return pfx8_ssse3((uint8_t *)p, m, (uint8_t)prev, (const uint8_t *)rp, zz);
+#endif
         return prefix8_c((uint8_t *)p, m, (uint8_t)prev, (const uint8_t *)rp, zz);
     case 16:
 #if OM_X86
