@@ -83,6 +83,8 @@ class _Core:
         self.io_size_merge = io_size_merge
         self.records: dict[tuple[int, int], Record] = {}
         self.luts: dict[tuple[int, int], Lut] = {}
+        self.ctxs: dict[tuple[int, int], tuple] = {}
+        self.checked: set[tuple[int, int]] = set()
         self.shared = False
         self.legacy: LegacyHeader | None = None
         self.version, self.root_offset, self.root_size = self._detect()
@@ -157,6 +159,36 @@ class _Core:
             rec = parse_record(buf, offset, source=self.name, file_size=fsize)
         self.records[key] = rec
         return rec
+
+    def array_ctx(self, rec: Record) -> tuple:
+        """(lut, grid, codec, dtype, dims) of an array record, built once per process."""
+        key = (rec.offset, rec.size)
+        ctx = self.ctxs.get(key)
+        if ctx is None:
+            codec = _native.ArrayCodec(
+                rec.data_type,
+                rec.compression,
+                rec.dims,
+                rec.chunks,
+                rec.scale_factor,
+                rec.add_offset,
+            )
+            ctx = (self.lut(rec), Grid(rec.dims, rec.chunks), codec, codec.dtype, rec.dims)
+            self.ctxs[key] = ctx
+        return ctx
+
+    def check_array(self, rec: Record) -> None:
+        """Plausibility of an array's geometry against the file size (once per record)."""
+        key = (rec.offset, rec.size)
+        if key not in self.checked:
+            check_plausible(
+                rec.dims,
+                rec.chunks,
+                self.source.size,
+                f"array {rec.name!r} (record at {rec.offset})",
+                self.name,
+            )
+            self.checked.add(key)
 
     def lut(self, rec: Record) -> Lut:
         key = (rec.offset, rec.size)
@@ -616,13 +648,7 @@ class OmArray(OmNode):
         super()._init(*args)
 
     def _validate(self, rec: Record) -> None:
-        check_plausible(
-            rec.dims,
-            rec.chunks,
-            self._file.size,
-            f"array {rec.name!r} (record at {rec.offset})",
-            self._file.source_name,
-        )
+        self._file._core.check_array(rec)
 
     # -- metadata
 
@@ -670,8 +696,7 @@ class OmArray(OmNode):
     def grid(self) -> Grid:
         g = self._grid
         if g is None:
-            rec = self._record
-            g = self._grid = Grid(rec.dims, rec.chunks)
+            g = self._grid = self._file._core.array_ctx(self._record)[1]
         return g
 
     @property
@@ -687,15 +712,7 @@ class OmArray(OmNode):
     def codec(self) -> _native.ArrayCodec:
         c = self._codec
         if c is None:
-            rec = self._record
-            c = self._codec = _native.ArrayCodec(
-                rec.data_type,
-                rec.compression,
-                rec.dims,
-                rec.chunks,
-                rec.scale_factor,
-                rec.add_offset,
-            )
+            c = self._codec = self._file._core.array_ctx(self._record)[2]
         return c
 
     @property
@@ -781,10 +798,11 @@ class OmArray(OmNode):
             raise ValueError(f"I/O operation on a closed OmFile ({file.source_name})")
         ctx = self._rd
         if ctx is None:
-            # Everything a read needs, resolved once per node object.
+            # Everything a read needs, resolved once per node object (and built once
+            # per process and record by the file core).
             rec = self._record
             core = file._core
-            ctx = self._rd = (core, core.lut(rec), self.grid, self.codec, self.dtype, rec.dims)
+            ctx = self._rd = (core, *core.array_ctx(rec))
         core, lut, grid, codec, dtype, dims = ctx
         sel = normalize_key(key, dims)
         shape = sel.shape
