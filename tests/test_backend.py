@@ -435,6 +435,18 @@ def test_spatial_layout_time_dimension_and_grid(tmp_path):
             ds["temperature_2m"].values[0, 3:9:2][:, [1, 4]],
         )
         assert ds["relative_humidity_2m"].attrs["units"] == "%"
+    # valid_time written as a Python int is a float64 scalar: still a time
+    w = omfiles.OmFileWriter(str(tmp_path / "f64.om"))
+    arr = w.write_array(
+        t, chunks=[32, 32], scale_factor=20, name="t2m", compression="pfor_delta_2d_int16"
+    )
+    vt = w.write_scalar(T0 + 7200, name="valid_time")
+    w.close(
+        w.write_group(name="", children=[arr, vt, w.write_scalar("lat lon", name="coordinates")])
+    )
+    with open_om(tmp_path / "f64.om") as ds:
+        assert ds["time"].values[0] == np.datetime64(T0 + 7200, "s")
+        assert ds["time"].encoding["dtype"] == np.float64
     with open_om(path, spatial_time="scalar") as ds:
         assert ds["temperature_2m"].dims == ("lat", "lon")
         assert ds["time"].ndim == 0 and "time" in ds.coords
@@ -827,6 +839,42 @@ def test_backend_array_indexing_directly(big_run):
     np.testing.assert_array_equal(got, ref[None][[0, 0]][:, 2:5][:, :, [3, 1]][..., 7])
     got = ba[indexing.BasicIndexer((0, 1, slice(None), slice(0, 4)))]
     np.testing.assert_array_equal(got, ref[1, :, 0:4])
+    # outer keys go to the reader as they are: negative, unsorted, repeated indices
+    got = ba[
+        indexing.OuterIndexer((0, np.array([-1, 2, 2]), slice(None, None, -3), np.array([5, 1])))
+    ]
+    np.testing.assert_array_equal(got, ref[[-1, 2, 2]][:, ::-3][:, :, [5, 1]])
+    # vectorized keys are decomposed by xarray (outer read + numpy)
+    vec = indexing.VectorizedIndexer(
+        (np.array([0, 0]), np.array([1, 3]), np.array([2, 0]), slice(4, 6))
+    )
+    np.testing.assert_array_equal(ba[vec], ref[[1, 3], [2, 0], 4:6])
+
+
+def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch):
+    from xarray_om import _native
+    from xarray_om.format.source import Source
+
+    path, ref = big_run
+    calls = {"fetch": 0, "decode": 0}
+    orig_fetch, orig_decode = Source.read_into, _native.decode_select
+
+    def fetch(self, *a, **k):
+        calls["fetch"] += 1
+        return orig_fetch(self, *a, **k)
+
+    def decode(*a, **k):
+        calls["decode"] += 1
+        return orig_decode(*a, **k)
+
+    with open_om(path, chunks={"lat": 6, "lon": 24, "time": 48}) as ds:
+        da = ds["temperature_2m"]
+        n = da.data.npartitions  # each block covers 3 x 4 x 3 = 36 OM chunks (or fewer at edges)
+        assert n == 2 * 2
+        monkeypatch.setattr(Source, "read_into", fetch)
+        monkeypatch.setattr(_native, "decode_select", decode)
+        np.testing.assert_array_equal(da.compute(scheduler="sync").values, ref)
+    assert calls == {"fetch": n, "decode": n}
 
 
 # --------------------------------------------------------------------------- pickling, closing

@@ -1,0 +1,393 @@
+"""xarray backend benchmarks (results in RESULTS.md, section "## xarray backend").
+
+Cases (all on the local disk, page cache warm, dask threaded scheduler with 2 workers
+unless said otherwise; every time is the best of ``--reps`` interleaved repetitions):
+
+1. ``chunks={}``: ``xr.open_dataset(p, engine="xarray_om", chunks={}).load()`` (one
+   dask task per OM chunk) against a bare dask array with one task per OM chunk whose
+   task opens the file by path and reads its chunk (``OmFile(path).root[slices]``),
+   and, for scale, a bare dask array sharing one opened ``OmFile``.
+2. ``chunks="auto"`` load throughput against omfiles' raw whole read
+   (``OmFileReader(p)[...]``) of the same file.
+3. ``open_mfdataset`` over 24 time-chunked files (``combine="by_coords"``): open and
+   load times for omfiles' backend and ours (``chunks={}`` and ``chunks="auto"``).
+4. ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``: whole
+   ``.sum()`` against the threaded scheduler (2 threads).
+
+Usage::
+
+    python benchmarks/bench_backend.py [--reps 5] [--quick] [--markdown] [--cases 1,2,3,4]
+
+Set BENCH_TMP to choose where the files are written (default: the system temp dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore", message="Found 2 entrypoints")
+warnings.filterwarnings("ignore", message="The xarray engine name 'om'")
+
+T0 = 1_700_000_000
+
+
+def smooth(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Temperature-like (ny, nx, nt) float32 field, rounded to 0.05 like OM int16 data."""
+    rng = np.random.default_rng(seed)
+    ny, nx, nt = shape
+    out = np.empty(shape, np.float32)
+    x = np.arange(nx, dtype=np.float32)[:, None]
+    t = np.arange(nt, dtype=np.float32)[None, :]
+    for j in range(ny):
+        row = 15 + 10 * np.sin(j / 40) + 8 * np.cos(x / 55) + 3 * np.sin(t / 6 + seed)
+        out[j] = row + rng.normal(0, 0.3, (nx, nt)).astype(np.float32)
+    return np.round(out * 20) / 20
+
+
+def write_file(
+    path: str, shape: tuple[int, int, int], chunks: list[int], *, seed=0, t_start=T0
+) -> None:
+    """A data_run-like file: unnamed root array with a ``time`` child and ``coordinates``."""
+    import omfiles
+
+    if os.path.exists(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    w = omfiles.OmFileWriter(tmp)
+    nt = shape[-1]
+    times = t_start + 3600 * np.arange(nt, dtype=np.int64)
+    kids = [
+        w.write_array(times, chunks=[nt], compression="pfor_delta_2d", name="time"),
+        w.write_scalar("lat lon time", name="coordinates"),
+        w.write_scalar("°C", name="unit"),
+    ]
+    root = w.write_array(
+        smooth(shape, seed),
+        chunks=chunks,
+        scale_factor=20.0,
+        compression="pfor_delta_2d_int16",
+        name="",
+        children=kids,
+    )
+    w.close(root)
+    os.replace(tmp, path)
+
+
+def best(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _read_block_by_path(path: str, key: tuple) -> np.ndarray:
+    from xarray_om.format.reader import OmFile
+
+    with OmFile(path) as f:
+        return f.root.read(key)
+
+
+def _read_block_shared(f, key: tuple) -> np.ndarray:
+    return f.root.read(key)
+
+
+def bare_dask_array(path: str, *, shared: bool):
+    """A dask array with one task per OM chunk (graph built by hand, no xarray)."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    from xarray_om.format.reader import OmFile
+
+    f = OmFile(path)
+    arr = f.root
+    name = f"bare-{'shared' if shared else 'path'}-{os.path.basename(path)}"
+    grid = arr.chunk_grid
+    chunks = tuple(
+        tuple(min(c, n - i * c) for i in range(g))
+        for n, c, g in zip(arr.shape, arr.chunks, grid, strict=True)
+    )
+    dsk = {}
+    for idx in np.ndindex(*grid):
+        key = tuple(
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(idx, arr.chunks, arr.shape, strict=True)
+        )
+        if shared:
+            dsk[(name, *idx)] = (_read_block_shared, f, key)
+        else:
+            dsk[(name, *idx)] = (_read_block_by_path, path, key)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks, dtype=arr.dtype), f
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def case_tasks(tmp: str, reps: int, quick: bool) -> dict:
+    import dask
+    import xarray as xr
+
+    shape = (60, 240, 96) if quick else (120, 480, 96)
+    chunks = [1, 10, 96]  # 960 values per chunk: Open-Meteo sized (data_run: ~1000)
+    path = os.path.join(tmp, "tasks", "temperature_2m.om")
+    write_file(path, shape, chunks)
+    ds = xr.open_dataset(path, engine="xarray_om", chunks={})
+    var = ds["temperature_2m"]
+    n_tasks = var.data.npartitions
+    by_path, f1 = bare_dask_array(path, shared=False)
+    shared, f2 = bare_dask_array(path, shared=True)
+    ref = by_path.compute(scheduler="sync")
+    np.testing.assert_array_equal(var.values, ref)
+    res = {"ours": [], "bare_path": [], "bare_shared": []}
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for _ in range(reps):
+            res["ours"].append(best(lambda: var.copy().load(), 1))
+            res["bare_path"].append(best(by_path.compute, 1))
+            res["bare_shared"].append(best(shared.compute, 1))
+    ds.close()
+    f1.close()
+    f2.close()
+    out = {k: min(v) for k, v in res.items()}
+    out["n_tasks"] = n_tasks
+    out["shape"] = shape
+    out["chunks"] = chunks
+    return out
+
+
+def case_auto(tmp: str, reps: int, quick: bool) -> dict:
+    import dask
+    import omfiles
+    import xarray as xr
+
+    shape = (181, 720, 240) if quick else (361, 720, 240)
+    chunks = [1, 12, 240]  # data/ layout: max(6, 3072 / T)
+    path = os.path.join(tmp, "auto", "temperature_2m.om")
+    write_file(path, shape, chunks, seed=1)
+    nbytes = int(np.prod(shape)) * 4
+
+    def omfiles_read():
+        r = omfiles.OmFileReader(path)
+        try:
+            return r[...]
+        finally:
+            r.close()
+
+    ds = xr.open_dataset(path, engine="xarray_om", chunks="auto")
+    var = ds["temperature_2m"]
+    dask_chunks = var.chunks
+    np.testing.assert_array_equal(var.values, omfiles_read())
+    t_ours, t_ref = [], []
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for _ in range(reps):
+            t_ref.append(best(omfiles_read, 1))
+            t_ours.append(best(lambda: var.copy().load(), 1))
+    ds.close()
+    return {
+        "shape": shape,
+        "chunks": chunks,
+        "dask_chunks": [len(c) for c in dask_chunks],
+        "mb": nbytes / 1e6,
+        "omfiles_raw": min(t_ref),
+        "ours_auto": min(t_ours),
+    }
+
+
+def case_mfdataset(tmp: str, reps: int, quick: bool) -> dict:
+    import dask
+    import xarray as xr
+    from omfiles.xarray import OmXarrayEntrypoint
+
+    ny, nx, nt = (90, 180, 24) if quick else (180, 360, 24)
+    chunks = [1, 42, nt]  # data_run: [1, 1024 / nTime, nTime]
+    paths = []
+    for i in range(24):
+        p = os.path.join(tmp, "mf", f"{ny}x{nx}", f"day_{i:02d}", "temperature_2m.om")
+        write_file(p, (ny, nx, nt), chunks, seed=i, t_start=T0 + 3600 * nt * i)
+        paths.append(p)
+
+    variants = {
+        "omfiles": dict(engine=OmXarrayEntrypoint),
+        "ours_chunks_{}": dict(engine="xarray_om"),
+        "ours_auto": dict(engine="xarray_om", chunks="auto"),
+        "ours_auto_parallel": dict(engine="xarray_om", chunks="auto", parallel=True),
+    }
+    if quick:
+        variants.pop("ours_chunks_{}")
+    opened: dict[str, list[float]] = {k: [] for k in variants}
+    loaded: dict[str, list[float]] = {k: [] for k in variants}
+    values = {}
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for rep in range(reps):
+            for name, kw in variants.items():
+                if name == "ours_chunks_{}" and rep >= 1:
+                    continue  # tens of thousands of tiny tasks: one repetition is enough
+                t = time.perf_counter()
+                ds = xr.open_mfdataset(paths, combine="by_coords", **kw)
+                t1 = time.perf_counter()
+                ds.load()
+                t2 = time.perf_counter()
+                opened[name].append(t1 - t)
+                loaded[name].append(t2 - t1)
+                if rep == 0:
+                    var = next(iter(ds.data_vars.values()))
+                    values[name] = var.values
+                    if name.startswith("ours"):
+                        values[name + "_ntasks"] = sum(
+                            v.data.npartitions
+                            for v in xr.open_mfdataset(
+                                paths, combine="by_coords", **kw
+                            ).data_vars.values()
+                        )
+                ds.close()
+    ref = values["omfiles"]
+    for name in variants:
+        np.testing.assert_array_equal(values[name], ref)
+    return {
+        "files": 24,
+        "file_shape": (ny, nx, nt),
+        "chunks": chunks,
+        "open": {k: min(v) for k, v in opened.items()},
+        "load": {k: min(v) for k, v in loaded.items()},
+        "ntasks": {k: values.get(k + "_ntasks", 24) for k in variants},
+    }
+
+
+def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
+    import dask
+    import distributed
+    import xarray as xr
+
+    shape = (181, 720, 240) if quick else (361, 720, 240)
+    path = os.path.join(tmp, "auto", "temperature_2m.om")
+    write_file(path, shape, [1, 12, 240], seed=1)
+    chunks = {"lat": 20}  # ~14 MB blocks of whole OM chunks: 10-19 tasks
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    try:
+        ds = xr.open_dataset(path, engine="xarray_om", chunks=chunks)
+        total = ds["temperature_2m"].sum()
+        n_tasks = ds["temperature_2m"].data.npartitions
+        client.compute(total).result()  # warm the workers (imports, file open)
+        t_cluster, t_threads = [], []
+        r_cluster = r_threads = None
+        for _ in range(reps):
+            t = time.perf_counter()
+            r_cluster = client.compute(total).result()
+            t_cluster.append(time.perf_counter() - t)
+            with dask.config.set(scheduler="threads", num_workers=2):
+                t = time.perf_counter()
+                r_threads = total.compute()
+                t_threads.append(time.perf_counter() - t)
+        assert float(r_cluster) == float(r_threads), (r_cluster, r_threads)
+        ds.close()
+    finally:
+        client.close()
+        cluster.close()
+    return {
+        "shape": shape,
+        "n_tasks": n_tasks,
+        "cluster": min(t_cluster),
+        "threads": min(t_threads),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(results: dict, markdown: bool) -> str:
+    lines = []
+    if "1" in results:
+        r = results["1"]
+        n = r["n_tasks"]
+        lines.append(
+            f"1. chunks={{}}: {r['shape']} float32, OM chunks {r['chunks']} -> {n} tasks "
+            "(threads, 2 workers)"
+        )
+        for k, label in (
+            ("ours", "xr.open_dataset(chunks={}).load()"),
+            ("bare_path", "bare dask, task opens file by path"),
+            ("bare_shared", "bare dask, shared opened OmFile"),
+        ):
+            lines.append(f"   {label:<40} {r[k]:8.3f} s  {r[k] / n * 1e6:7.0f} us/task")
+    if "2" in results:
+        r = results["2"]
+        lines.append(
+            f'2. chunks="auto": {r["shape"]} float32 ({r["mb"]:.0f} MB), OM chunks '
+            f"{r['chunks']}, dask blocks per dim {r['dask_chunks']}"
+        )
+        for k, label in (("omfiles_raw", "omfiles OmFileReader[...]"), ("ours_auto", "ours")):
+            lines.append(f"   {label:<40} {r[k]:8.3f} s  {r['mb'] / r[k]:7.0f} MB/s")
+        lines.append(f"   speed-up ours / omfiles: {r['omfiles_raw'] / r['ours_auto']:.2f}x")
+    if "3" in results:
+        r = results["3"]
+        lines.append(
+            f"3. open_mfdataset over {r['files']} files {r['file_shape']} (OM chunks "
+            f"{r['chunks']}), combine='by_coords'"
+        )
+        for k in r["open"]:
+            lines.append(
+                f"   {k:<22} open {r['open'][k]:7.3f} s  load {r['load'][k]:7.3f} s  "
+                f"({r['ntasks'][k]} tasks)"
+            )
+        o, lo = r["open"]["omfiles"], r["load"]["omfiles"]
+        for k in r["open"]:
+            if k != "omfiles":
+                lines.append(
+                    f"   {k}: open {o / r['open'][k]:.2f}x, load {lo / r['load'][k]:.2f}x "
+                    "vs omfiles"
+                )
+    if "4" in results:
+        r = results["4"]
+        lines.append(
+            f"4. LocalCluster(2 processes) .sum() over {r['shape']} ({r['n_tasks']} tasks): "
+            f"cluster {r['cluster']:.3f} s, threads {r['threads']:.3f} s, "
+            f"ratio {r['threads'] / r['cluster']:.2f}x"
+        )
+    text = "\n".join(lines)
+    return f"```\n{text}\n```" if markdown else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="smaller files")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--cases", default="1,2,3,4")
+    args = ap.parse_args(argv)
+    tmp = os.path.join(os.environ.get("BENCH_TMP", tempfile.gettempdir()), "xarray_om_bench")
+    os.makedirs(tmp, exist_ok=True)
+    cases = {
+        "1": case_tasks,
+        "2": case_auto,
+        "3": case_mfdataset,
+        "4": case_cluster,
+    }
+    results = {}
+    for c in args.cases.split(","):
+        c = c.strip()
+        t = time.perf_counter()
+        results[c] = cases[c](tmp, args.reps, args.quick)
+        print(f"[case {c} done in {time.perf_counter() - t:.1f} s]", file=sys.stderr)
+    print(report(results, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
