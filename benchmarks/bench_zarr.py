@@ -70,6 +70,7 @@ def write_om(path: str, data: np.ndarray, chunks: tuple[int, ...], kw: dict) -> 
             data,
             chunks=chunks,
             name="temperature_2m",
+            **kw,
             children=[w.write_scalar("lat lon time", name="coordinates")],
         )
         w.close(w.write_group(name="", children=[arr]))

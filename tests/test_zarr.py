@@ -473,6 +473,22 @@ def test_listing() -> None:
     assert sync(store.is_empty("nothing_here")) is True
 
 
+def test_close_releases_the_file_and_reopens_on_use() -> None:
+    store = OmStore(FIXTURES / "hierarchy.om")
+    arr = zarr.open_array(store, path="lat", mode="r")
+    first = arr[...]
+    store.close()
+    assert store.file.closed and not store._is_open
+    np.testing.assert_array_equal(zarr.open_array(store, path="lat", mode="r")[...], first)
+    assert not store.file.closed
+    # A store over a caller's OmFile leaves it open.
+    f = OmFile(FIXTURES / "hierarchy.om")
+    with OmStore(f) as s:
+        assert s.get_sync("lat/c/0") is not None
+    assert not f.closed
+    f.close()
+
+
 def test_pickle_roundtrip() -> None:
     store = OmStore(FIXTURES / "hierarchy.om")
     store2 = pickle.loads(pickle.dumps(store))
@@ -496,6 +512,46 @@ def test_corrupt_chunk_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(OmFormatError) as info:
         arr[16:32]
     assert "bad.om" in str(info.value) and "v/c/1" in str(info.value)
+
+
+def test_groups_the_backend_cannot_open_are_still_presented(tmp_path: Path) -> None:
+    """Conflicting explicit dimension sizes: the backend refuses the group, zarr shows it."""
+    p = tmp_path / "conflict.om"
+    a = np.arange(3, dtype=np.int32)
+    b = np.arange(4, dtype=np.int32)
+    with OmWriter(p) as w:
+        kids = [
+            w.write_array(
+                a, chunks=(2,), name="a", children=[w.write_scalar("x", name="coordinates")]
+            ),
+            w.write_array(
+                b, chunks=(2,), name="b", children=[w.write_scalar("x", name="coordinates")]
+            ),
+        ]
+        w.close(w.write_group(name="", children=kids))
+    with pytest.raises(ValueError):
+        open_backend(p)
+    with pytest.warns(RuntimeWarning, match="without the xarray naming rules"):
+        store = OmStore(p)
+        g = zarr.open_group(store, mode="r")
+    np.testing.assert_array_equal(g["a"][...], a)
+    np.testing.assert_array_equal(g["b"][...], b)
+    assert g["a"].metadata.dimension_names == ("x",)
+
+
+def test_view_survives_backend_internals_changing(monkeypatch) -> None:
+    from xarray_om import backend
+
+    def broken(*args, **kwargs):
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr(backend, "_Builder", broken)
+    with pytest.warns(RuntimeWarning, match="without the xarray backend's naming rules"):
+        g = zarr.open_group(OmStore(FIXTURES / "hierarchy.om"), mode="r")
+    np.testing.assert_array_equal(
+        g["temperature_2m"][...], np.load(FIXTURES / "hierarchy.temperature_2m.npy")
+    )
+    assert g["temperature_2m"].metadata.dimension_names == ("lat", "lon", "time")
 
 
 def test_not_an_om_file(tmp_path: Path) -> None:

@@ -127,26 +127,40 @@ def _join(parent: str, name: str) -> str:
 # per-group variables the backend gives (before CF decoding), so that
 # ``xr.open_zarr(OmStore(p))`` and ``xr.open_dataset(p, engine="xarray_om")``
 # agree on names, dimensions, attributes, coordinates and values. All contact
-# with the backend's internals is in this function.
+# with the backend's internals is in this function; if they change shape the
+# view falls back to the plain conventions (and says so).
+_BUILDER_OPTIONS: dict[str, Any] = {
+    "dimension_names": None,
+    "drop_variables": frozenset(),
+    "legacy_grid": None,
+    "spatial_time": "dimension",
+    "decode_grid": True,
+    # Times stay Unix seconds with CF units: xarray decodes them when opening
+    # the Zarr view, giving what the backend gives.
+    "decode_unix_time": False,
+}
+
+
 def _backend_groups(file: OmFile) -> list[tuple[str, list[OmNode], Any]]:
     """``(zarr group path, node chain, builder)`` for the root and every group below it."""
+    import inspect
+
     from .. import backend
 
     label = file.source_name if not file.source_name.startswith("<") else None
     layout = conventions.detect_layout(file.root, version=file.version, source_name=label)
-    root_name = conventions.root_array_name(label)
+    params = inspect.signature(backend._Builder).parameters
+    options = {k: v for k, v in _BUILDER_OPTIONS.items() if k in params}
+    if "drop_variables" in options:
+        options["drop_variables"] = set()
     out = []
     for path, chain in backend._walk_groups([file.root], file.source_name):
         builder = backend._Builder(
             file,
             chain,
             layout=layout,
-            root_name=root_name,
-            dimension_names=None,
-            drop_variables=set(),
-            legacy_grid=None,
-            spatial_time="dimension",
-            decode_grid=True,
+            root_name=conventions.root_array_name(label),
+            **options,
         )
         out.append((path.strip("/"), chain, builder))
     return out
@@ -251,6 +265,24 @@ def _plain_group_nodes(
     return GroupNode(gpath, gattrs), arrays
 
 
+def _plain_groups(file: OmFile) -> list[tuple[str, list[OmNode]]]:
+    """(group path, node chain) of the root and every group below it (unique names)."""
+    out: list[tuple[str, list[OmNode]]] = []
+
+    def visit(chain: list[OmNode], path: str) -> None:
+        out.append((path, chain))
+        names: set[str] = set()
+        for c in chain[-1].children:
+            if isinstance(c, OmGroup):
+                name = c.name or f"unnamed_group_{len(names)}"
+                if name not in names and "/" not in name:
+                    names.add(name)
+                    visit([*chain, c], _join(path, name))
+
+    visit([file.root], "")
+    return out
+
+
 def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
     """The Zarr groups and arrays presenting ``file``.
 
@@ -274,8 +306,20 @@ def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
         )
     groups: list[GroupNode] = []
     arrays: list[ArrayNode] = []
-    for gpath, chain, builder in _backend_groups(file):
+    try:
+        plan = _backend_groups(file)
+    except (TypeError, AttributeError, ImportError) as exc:  # backend internals changed
+        warnings.warn(
+            f"{file.source_name}: Zarr view built without the xarray backend's naming "
+            f"rules ({exc!r})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        plan = [(path, chain, None) for path, chain in _plain_groups(file)]
+    for gpath, chain, builder in plan:
         try:
+            if builder is None:
+                raise ValueError("no backend builder")
             g, a = _group_nodes(gpath, chain, builder)
         except ValueError as exc:
             warnings.warn(

@@ -104,6 +104,7 @@ class OmStore(Store):
             if storage_options:
                 raise ValueError("storage_options cannot be combined with an opened OmFile")
             self._file = source
+            self._owns_file = False
         else:
             kw: dict[str, Any] = {}
             if io_size_max is not None:
@@ -111,6 +112,7 @@ class OmStore(Store):
             if io_size_merge is not None:
                 kw["io_size_merge"] = io_size_merge
             self._file = OmFile(source, storage_options=storage_options, **kw)
+            self._owns_file = True
         self._io_size_max = int(io_size_max or self._file.io_size_max)
         self._io_size_merge = int(
             self._file.io_size_merge if io_size_merge is None else io_size_merge
@@ -118,6 +120,7 @@ class OmStore(Store):
         self._init_runtime()
 
     def _init_runtime(self) -> None:
+        self._ident: tuple | None = None
         self._view: ZarrView | None = None
         self._view_lock = threading.Lock()
         self._pending: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
@@ -134,9 +137,14 @@ class OmStore(Store):
         return self._file
 
     def _identity(self) -> tuple:
-        f = self._file
-        root = f.root
-        return (f.source_name, f.size, f.version, root.record_offset, root.record_size)
+        ident = self._ident
+        if ident is None:
+            self._get_view()  # reopens a closed file
+            f = self._file
+            root = f.root
+            ident = (f.source_name, f.size, f.version, root.record_offset, root.record_size)
+            self._ident = ident
+        return ident
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -157,6 +165,7 @@ class OmStore(Store):
 
     def __setstate__(self, state: dict) -> None:
         self._file = state["file"]
+        self._owns_file = True
         self._io_size_max, self._io_size_merge = state["io"]
         self._read_only = True
         self._is_open = state["is_open"]
@@ -182,7 +191,15 @@ class OmStore(Store):
         return store
 
     def close(self) -> None:
+        """Close the store and, if the store opened it, the OM file.
+
+        Like other zarr stores it reopens on next use.
+        """
         super().close()
+        if self._owns_file:
+            with self._view_lock:
+                self._file.close()
+                self._view = None
 
     # -- the view
 
@@ -192,6 +209,12 @@ class OmStore(Store):
             with self._view_lock:
                 view = self._view
                 if view is None:
+                    if self._file.closed and self._owns_file:
+                        self._file = OmFile(
+                            self._file.spec,
+                            io_size_max=self._io_size_max,
+                            io_size_merge=self._io_size_merge,
+                        )
                     view = self._view = build_view(self._file)
         return view
 
