@@ -777,6 +777,90 @@ def test_legacy_only_needs_grid_when_bbox_is_ambiguous(tmp_path):
     np.testing.assert_array_equal(ds["w"].isel(member=2, latitude=3).values, want[:, 3, :, 2])
 
 
+def test_yearly_and_chunk_files_in_one_series(tmp_path):
+    """ERA5-style archives: year_YYYY.om (merged) plus newer chunk_N.om; chunk files win."""
+    import fsspec
+
+    dt, nt, ny, nx = 6 * HOUR, 56, 2, 3  # two-week chunk files at 6-hourly steps
+    d = tmp_path / "data" / "era5_mini" / "temperature_2m"
+    write_json(
+        tmp_path / "data" / "era5_mini" / "static" / "meta.json",
+        {"temporal_resolution_seconds": dt, "chunk_time_length": nt, "crs_wkt": DATA_WKT},
+    )
+    rng = np.random.default_rng(5)
+    truth: dict[int, float] = {}  # global step -> value at (1, 2), filled by priority
+    arrays = {}
+    for year in (2020, 2022, 2023):  # 2021 missing
+        a0 = np.datetime64(f"{year}-01-01", "s").astype(np.int64) // dt
+        a1 = np.datetime64(f"{year + 1}-01-01", "s").astype(np.int64) // dt
+        a = rng.standard_normal((ny, nx, a1 - a0)).astype(np.float32)
+        write_v3(d / f"year_{year}.om", a, (1, min(6, nx), 504))
+        arrays[("y", year)] = (a0, read_back(d / f"year_{year}.om"))
+    first_n = int(np.datetime64("2023-12-10", "s").astype(np.int64) // dt) // nt
+    for n in (first_n, first_n + 1, first_n + 2):  # overlaps the end of 2023, runs into 2024
+        a = rng.standard_normal((ny, nx, nt)).astype(np.float32)
+        write_v3(d / f"chunk_{n}.om", a, om_chunks(ny, nx, nt))
+        arrays[("c", n)] = (n * nt, read_back(d / f"chunk_{n}.om"))
+    for kind in ("y", "c"):  # chunk files written last: they win
+        for (k, _), (a0, a) in arrays.items():
+            if k == kind:
+                for i in range(a.shape[-1]):
+                    truth[a0 + i] = a[1, 2, i]
+    ds = open_openmeteo(tmp_path, "era5_mini", "temperature_2m", chunks={})
+    t = ds["time"].values
+    g0 = np.datetime64("2020-01-01", "s").astype(np.int64) // dt
+    assert t[0] == np.datetime64("2020-01-01T00:00")
+    assert t[-1] == np.datetime64((first_n + 3) * nt * dt - dt, "s")
+    got = ds["temperature_2m"].isel(latitude=1, longitude=2).values
+    want = np.array([truth.get(g0 + i, np.nan) for i in range(t.size)], dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(ds["temperature_2m"].sel(time="2021-06-01").values).all()
+    # one dask chunk per file run: 2020, the 2021 gap, 2022, 2023 up to the chunks, 3 chunks
+    assert len(ds["temperature_2m"].chunks[0]) == 7
+    # A range inside 2022 reads only year_2022.om
+    fs = CountingFS(fsspec.filesystem("file"))
+    one = open_openmeteo(
+        tmp_path,
+        "era5_mini",
+        "temperature_2m",
+        start="2022-03-01",
+        end="2022-03-31",
+        filesystem=fs,
+    )
+    fs.reset()
+    vals = one["temperature_2m"].isel(latitude=1, longitude=2).values
+    assert set(files_read(fs.reset())) == {"year_2022.om"}
+    s0 = np.datetime64("2022-03-01", "s").astype(np.int64) // dt - g0
+    np.testing.assert_array_equal(vals, want[s0 : s0 + 31 * 4])
+
+
+def test_member_folders_with_different_file_kinds(tmp_path):
+    """Member 0 from chunk files, member 1 from a yearly file: per-member windows."""
+    dt, nt = 12 * HOUR, 20
+    write_json(
+        tmp_path / "data" / "m" / "static" / "meta.json",
+        {"temporal_resolution_seconds": dt, "chunk_time_length": nt, "crs_wkt": DATA_WKT},
+    )
+    rng = np.random.default_rng(9)
+    n0 = int(np.datetime64("2024-02-01", "s").astype(np.int64) // dt) // nt
+    base = tmp_path / "data" / "m"
+    c = rng.standard_normal((NY, NX, nt)).astype(np.float32)
+    write_v3(base / "v" / f"chunk_{n0}.om", c, om_chunks(NY, NX, nt))
+    y = rng.standard_normal((NY, NX, 366 * 2)).astype(np.float32)
+    write_v3(base / "v_member01" / "year_2024.om", y, (1, 6, 504))
+    ds = open_openmeteo(tmp_path, "m", "v", start=np.datetime64(n0 * nt * dt, "s"), chunks={})
+    da = ds["v"]
+    assert da.dims == ("time", "latitude", "longitude", "member")
+    got = da.values
+    np.testing.assert_array_equal(
+        got[:nt, ..., 0], np.moveaxis(read_back(base / "v" / f"chunk_{n0}.om"), -1, 0)
+    )
+    assert np.isnan(got[nt:, ..., 0]).all()
+    off = n0 * nt - np.datetime64("2024-01-01", "s").astype(np.int64) // dt
+    yb = np.moveaxis(read_back(base / "v_member01" / "year_2024.om"), -1, 0)
+    np.testing.assert_array_equal(got[..., 1], yb[off:])
+
+
 # --------------------------------------------------------------------------- data/: performance
 
 

@@ -36,6 +36,8 @@ latitude/longitude for projected grids when pyproj is installed).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import os
@@ -64,6 +66,7 @@ __all__ = ["LAYOUTS", "open_openmeteo"]
 LAYOUTS = ("data", "spatial", "run")
 
 _CHUNK_FILE = re.compile(r"^chunk_(-?\d+)\.om$")
+_YEAR_FILE = re.compile(r"^year_(\d{4})\.om$")
 _MEMBER_SUFFIX = re.compile(r"^(?P<base>.+)_member(?P<n>\d+)$")
 _SPATIAL_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(?:_(?P<realm>[^.]+))?\.om$")
 _RUN_DIR = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{4}Z$")
@@ -824,6 +827,128 @@ def _grid_for(crs_wkt: Any, ny: int, nx: int, use_pyproj: bool | None) -> grids.
 # --------------------------------------------------------------------------- layout: data/
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Steps ``[start, stop)`` (global step index = Unix seconds / dt) held by one file."""
+
+    start: int
+    stop: int
+    path: str
+    priority: int  # chunk files (rewritten every run) win over yearly merges
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class _Folder:
+    """The archive files of one variable (or one member folder)."""
+
+    member: int | None
+    chunks: dict[int, str]
+    years: dict[int, str]
+
+
+def _list_folder(store: _Store, d: str, member: int | None) -> _Folder:
+    chunks: dict[int, str] = {}
+    years: dict[int, str] = {}
+    for fname in store.listdir(d) or []:
+        m = _CHUNK_FILE.match(fname)
+        if m:
+            chunks[int(m.group(1))] = posixpath.join(d, fname)
+            continue
+        m = _YEAR_FILE.match(fname)
+        if m:
+            years[int(m.group(1))] = posixpath.join(d, fname)
+    return _Folder(member, chunks, years)
+
+
+def _year_span(year: int, dt: int) -> tuple[int, int] | None:
+    """Global step range of ``year_YYYY.om`` (it starts at YYYY-01-01T00Z), None if off-grid."""
+    a = _to_unix(f"{year:04d}-01-01")
+    b = _to_unix(f"{year + 1:04d}-01-01")
+    if a % dt or b % dt:
+        return None
+    return a // dt, b // dt
+
+
+def _spans(folder: _Folder, ntime: int | None, dt: int) -> list[_Span]:
+    out = []
+    if ntime is not None:
+        for n, path in folder.chunks.items():
+            out.append(_Span(n * ntime, (n + 1) * ntime, path, 1))
+    for y, path in folder.years.items():
+        rng = _year_span(y, dt)
+        if rng is not None:
+            out.append(_Span(rng[0], rng[1], path, 0))
+    return out
+
+
+def _segments(
+    per_member: list[list[_Span]], lo: int, hi: int
+) -> list[tuple[int, int, tuple[_Span | None, ...]]]:
+    """Split ``[lo, hi)`` into runs read from the same file per member (None: no file).
+
+    Where files overlap, the higher priority (chunk files) wins. Adjacent
+    runs from the same files are merged.
+    """
+    edges = {lo, hi}
+    for spans in per_member:
+        for sp in spans:
+            if lo < sp.start < hi:
+                edges.add(sp.start)
+            if lo < sp.stop < hi:
+                edges.add(sp.stop)
+    cuts = sorted(edges)
+    # Spans of one kind never overlap each other: find the covering one by bisection.
+    classes = []
+    for spans in per_member:
+        by_prio: dict[int, list[_Span]] = {}
+        for sp in spans:
+            by_prio.setdefault(sp.priority, []).append(sp)
+        lst = []
+        for prio in sorted(by_prio, reverse=True):
+            ordered = sorted(by_prio[prio], key=lambda sp: sp.start)
+            lst.append((ordered, [sp.start for sp in ordered]))
+        classes.append(lst)
+    out: list[tuple[int, int, tuple[_Span | None, ...]]] = []
+    for a, b in itertools.pairwise(cuts):
+        choice: list[_Span | None] = []
+        for lst in classes:
+            best = None
+            for ordered, starts in lst:  # highest priority first
+                i = bisect.bisect_right(starts, a) - 1
+                if i >= 0 and ordered[i].start <= a and b <= ordered[i].stop:
+                    best = ordered[i]
+                    break
+            choice.append(best)
+        ch = tuple(choice)
+        if out and out[-1][2] == ch and out[-1][1] == a:
+            out[-1] = (out[-1][0], b, ch)
+        else:
+            out.append((a, b, ch))
+    return out
+
+
+class _Window(_Piece):
+    """A piece read from ``start`` on (member files whose runs start elsewhere)."""
+
+    def __init__(self, piece: _Piece, start: int) -> None:
+        self.piece = piece
+        self.start = int(start)
+
+    def read(self, skey: tuple, tkey: Any, sshape: tuple[int, ...]) -> np.ndarray:
+        if isinstance(tkey, slice):
+            tkey = slice(tkey.start + self.start, tkey.stop + self.start, tkey.step)
+        else:
+            tkey = np.asarray(tkey) + self.start
+        return self.piece.read(skey, tkey, sshape)
+
+    def close(self) -> None:
+        self.piece.close()
+
+
 def _build_data(
     store: _Store,
     model: str,
@@ -856,44 +981,36 @@ def _build_data(
             f"({dt!r}); pass meta={{'temporal_resolution_seconds': ...}}"
         )
     dt = int(dt)
-    crs_wkt = meta.get("crs_wkt")
     resolved = _resolve_variables(requested, [f for f in folders if f != "static"], model_dir)
 
-    # List every folder once: {output name: [(member, {N: path})]}.
-    listings: dict[str, list[tuple[int | None, dict[int, str]]]] = {}
+    # List every folder once.
+    listings: dict[str, list[_Folder]] = {}
     for name, members in resolved:
         entries = members if members is not None else [(None, name)]
-        per: list[tuple[int | None, dict[int, str]]] = []
-        for number, folder in entries:
-            d = posixpath.join(model_dir, folder)
-            found: dict[int, str] = {}
-            for fname in store.listdir(d) or []:
-                m = _CHUNK_FILE.match(fname)
-                if m:
-                    found[int(m.group(1))] = posixpath.join(d, fname)
-            per.append((number, found))
-        if not any(found for _, found in per):
+        per = [_list_folder(store, posixpath.join(model_dir, f), m) for m, f in entries]
+        if not any(f.chunks or f.years for f in per):
             raise FileNotFoundError(
-                f"no chunk_<N>.om files in {store.url(posixpath.join(model_dir, entries[0][1]))}"
+                "no chunk_<N>.om or year_<YYYY>.om files in "
+                f"{store.url(posixpath.join(model_dir, entries[0][1]))}"
             )
         listings[name] = per
 
     # Probe the newest file of each variable (v3 most likely) for the geometry.
     closers: list[Callable[[], None]] = []
-    probes: dict[str, tuple[_LazyFile, OmArray]] = {}
+    probes: dict[str, tuple[_LazyFile, OmArray, bool]] = {}
     try:
         for name, per in listings.items():
-            newest = max(
-                ((n, path) for _, found in per for n, path in found.items()), key=lambda x: x[0]
-            )
-            lazy = _LazyFile(store, newest[1])
+            chunk_files = [(n, p) for f in per for n, p in f.chunks.items()]
+            is_chunk = bool(chunk_files)
+            files = chunk_files or [(y, p) for f in per for y, p in f.years.items()]
+            lazy = _LazyFile(store, max(files, key=lambda x: x[0])[1])
             closers.append(lazy.close)
             root = lazy.get().root
             if root.kind != "array":
-                raise OmFormatError("expected an array root (data/ chunk file)", source=lazy.name)
-            probes[name] = (lazy, root)  # type: ignore[assignment]
+                raise OmFormatError("expected an array root (data/ file)", source=lazy.name)
+            probes[name] = (lazy, root, is_chunk)  # type: ignore[assignment]
         return _assemble_data(
-            store, model, listings, probes, meta, dt, crs_wkt, t0, t1, grid, use_pyproj, closers
+            store, model, listings, probes, meta, dt, t0, t1, grid, use_pyproj, closers
         )
     except BaseException:
         for c in closers:
@@ -904,139 +1021,107 @@ def _build_data(
 def _assemble_data(
     store: _Store,
     model: str,
-    listings: dict[str, list[tuple[int | None, dict[int, str]]]],
-    probes: dict[str, tuple[_LazyFile, OmArray]],
+    listings: dict[str, list[_Folder]],
+    probes: dict[str, tuple[_LazyFile, OmArray, bool]],
     meta: dict[str, Any],
     dt: int,
-    crs_wkt: Any,
     t0: int | None,
     t1: int | None,
     grid: tuple[int, int] | None,
     use_pyproj: bool | None,
     closers: list[Callable[[], None]],
 ) -> _Built:
-    # Geometry: a v3 probe gives (ny, nx[, nm], T); legacy probes need (ny, nx).
-    v3 = [(n, a) for n, (lz, a) in probes.items() if lz.get().version == 3]
+    crs_wkt = meta.get("crs_wkt")
+    # Geometry: a v3 probe gives (ny, nx[, nm]); legacy probes need (ny, nx) from elsewhere.
     ny = nx = None
     ntime = meta.get("chunk_time_length")
-    for _, a in v3:
+    for lazy, a, is_chunk in probes.values():
+        if lazy.get().version != 3:
+            continue
         if a.ndim not in (3, 4):
             raise OmFormatError(
-                f"data/ chunk arrays are [ny, nx, (members,) time]; found shape {a.shape}",
-                source=a.file.source_name,
+                f"data/ arrays are [ny, nx, (members,) time]; found shape {a.shape}",
+                source=lazy.name,
             )
-        ny, nx = int(a.shape[0]), int(a.shape[1])
-        if ntime is None:
+        if ny is None:
+            ny, nx = int(a.shape[0]), int(a.shape[1])
+        if ntime is None and is_chunk:
             ntime = int(a.shape[-1])
-        break
+    if ntime is None:  # only legacy chunk files: their time length is dim1
+        ntime = next((int(a.shape[1]) for _, a, c in probes.values() if c), None)
     if grid is not None:
         gy, gx = (int(v) for v in grid)
         if ny is not None and (gy, gx) != (ny, nx):
             raise ValueError(f"grid={grid} disagrees with the files' grid ({ny}, {nx})")
         ny, nx = gy, gx
-    if ntime is None:  # only legacy files: their time length is dim1
-        ntime = int(next(iter(probes.values()))[1].shape[1])
-    ntime = int(ntime)
     if ny is None:
         a = next(iter(probes.values()))[1]
         shape = grids.infer_regular_shape(crs_wkt, int(a.shape[0]))
         if shape is None:
             raise ValueError(
                 f"cannot tell the grid size of the legacy files of {model!r} ({a.shape[0]} "
-                "locations): no v3 chunk file to copy it from and crs_wkt does not fix it; "
+                "locations): no v3 file to copy it from and crs_wkt does not fix it; "
                 "pass grid=(ny, nx)"
             )
         ny, nx = shape
+    ntime = None if ntime is None else int(ntime)
 
-    span = ntime * dt  # seconds per chunk file
-    all_n = sorted({n for per in listings.values() for _, found in per for n in found})
-    n_lo, n_hi = all_n[0], all_n[-1]
-    if t0 is not None:
-        n_lo = max(n_lo, t0 // span)
-    if t1 is not None:
-        n_hi = min(n_hi, t1 // span)
-    if n_hi < n_lo:
+    # Time axis: the union of all files, cut to [start, end].
+    spans = {name: [_spans(f, ntime, dt) for f in per] for name, per in listings.items()}
+    every = [sp for lst in spans.values() for m in lst for sp in m]
+    if not every:
+        raise ValueError(f"no usable files for {sorted(listings)} of {model!r}")
+    ext_lo = min(sp.start for sp in every)
+    ext_hi = max(sp.stop for sp in every)
+    lo = ext_lo if t0 is None else max(ext_lo, -(-t0 // dt))
+    hi = ext_hi if t1 is None else min(ext_hi, t1 // dt + 1)
+    if hi <= lo:
         raise ValueError(
             f"no chunk files of {model!r} between the requested start and end; files "
-            f"cover {_datetimes([all_n[0] * span])[0]} .. "
-            f"{_datetimes([(all_n[-1] + 1) * span - dt])[0]}"
+            f"cover {_datetimes([ext_lo * dt])[0]} .. {_datetimes([(ext_hi - 1) * dt])[0]}"
         )
-    first = n_lo * ntime  # global step index of the first step of chunk n_lo
-    lo = first if t0 is None else max(first, -(-t0 // dt))
-    hi_excl = (n_hi + 1) * ntime if t1 is None else min((n_hi + 1) * ntime, t1 // dt + 1)
-    if hi_excl <= lo:
-        raise ValueError("the requested time range holds no time step of the model")
-    time_seconds = np.arange(lo, hi_excl, dtype=np.int64) * dt
-
-    # One piece per chunk index in range.
-    ns = list(range(n_lo, n_hi + 1))
-    lengths, offsets = [], []
-    for n in ns:
-        a = max(lo, n * ntime)
-        b = min(hi_excl, (n + 1) * ntime)
-        lengths.append(b - a)
-        offsets.append(a - n * ntime)
+    time_seconds = np.arange(lo, hi, dtype=np.int64) * dt
 
     gridc = _grid_for(crs_wkt, ny, nx, use_pyproj)
     ydim, xdim = gridc.dims
     variables: list[_VarSpec] = []
     members_all: np.ndarray | None = None
     for name, per in listings.items():
-        lazy, probe = probes[name]
-        nm_file = None
-        if lazy.get().version == 3:
-            if probe.ndim not in (3, 4) or tuple(probe.shape[:2]) != (ny, nx):
-                raise OmFormatError(
-                    f"array of shape {probe.shape}; the grid is ({ny}, {nx})",
-                    source=lazy.name,
-                )
-            if probe.shape[-1] != ntime:
-                raise OmFormatError(
-                    f"{probe.shape[-1]} time steps per file, but chunk_time_length is {ntime}",
-                    source=lazy.name,
-                )
-            if probe.ndim == 4:
-                nm_file = int(probe.shape[2])
-        else:
-            nloc = int(probe.shape[0])
-            if nloc % (ny * nx):
-                raise OmFormatError(
-                    f"legacy file with {nloc} locations: not a multiple of the grid {ny} x {nx}",
-                    source=lazy.name,
-                )
-            if nloc != ny * nx:
-                nm_file = nloc // (ny * nx)
+        lazy, probe, _ = probes[name]
+        nm_file = _members_in_file(lazy, probe, ny, nx, ntime if probes[name][2] else None)
         dtype = _dtype_for(probe)
-        member_folders = per[0][0] is not None
+        member_folders = per[0].member is not None
         if member_folders and nm_file is not None:
             raise ValueError(
                 f"{name!r}: member folders holding 4-D ensemble files are not supported"
             )
         expect = (ny, nx) if nm_file is None else (ny, nx, nm_file)
+        files: dict[str, _TimeLastFile] = {}
+
+        def piece_for(sp: _Span, expect=expect, lazy=lazy, files=files) -> _TimeLastFile:
+            p = files.get(sp.path)
+            if p is None:
+                p = files[sp.path] = _TimeLastFile(_reuse(lazy, store, sp.path), expect, sp.length)
+            return p
+
         pieces: list[_Piece | None] = []
-        for n in ns:
-            if member_folders:
-                stack: list[_Piece | None] = []
-                for _, found in per:
-                    path = found.get(n)
-                    stack.append(
-                        _TimeLastFile(_reuse(lazy, store, path), expect, ntime)
-                        if path is not None
-                        else None
-                    )
-                pieces.append(
-                    _MemberStack(stack, dtype) if any(p is not None for p in stack) else None
-                )
-            else:
-                path = per[0][1].get(n)
-                pieces.append(
-                    _TimeLastFile(_reuse(lazy, store, path), expect, ntime)
-                    if path is not None
-                    else None
-                )
+        lengths: list[int] = []
+        offsets: list[int] = []
+        for a, b, choice in _segments(spans[name], lo, hi):
+            lengths.append(b - a)
+            if not member_folders:
+                sp = choice[0]
+                pieces.append(None if sp is None else piece_for(sp))
+                offsets.append(0 if sp is None else a - sp.start)
+                continue
+            stack: list[_Piece | None] = [
+                None if sp is None else _Window(piece_for(sp), a - sp.start) for sp in choice
+            ]
+            pieces.append(None if all(p is None for p in stack) else _MemberStack(stack, dtype))
+            offsets.append(0)
         has_member = member_folders or nm_file is not None
         if member_folders:
-            members = np.array([m for m, _ in per], dtype=np.int64)
+            members = np.array([f.member for f in per], dtype=np.int64)
         elif nm_file is not None:
             members = np.arange(nm_file, dtype=np.int64)
         else:
@@ -1067,15 +1152,16 @@ def _assemble_data(
         v = meta.get(k)
         if isinstance(v, (int, float, str, np.integer, np.floating)) and not isinstance(v, bool):
             attrs[k] = v
-    attrs["chunk_time_length"] = ntime
+    if ntime is not None:
+        attrs["chunk_time_length"] = ntime
     token = (
         store.label,
         "data",
         model,
         tuple(v.name for v in variables),
         int(lo),
-        int(hi_excl),
-        tuple(sorted((k, tuple(sorted(f.items()))) for k, per in listings.items() for _, f in per)),
+        int(hi),
+        tuple(sorted(sp.path for sp in every)),
     )
     return _Built(
         label=store.label,
@@ -1088,6 +1174,30 @@ def _assemble_data(
         scalar_coords={},
         closers=closers,
     )
+
+
+def _members_in_file(
+    lazy: _LazyFile, probe: OmArray, ny: int, nx: int, ntime: int | None
+) -> int | None:
+    """Members of a 4-D (or flattened legacy) probe; None for plain (y, x, time) files."""
+    if lazy.get().version == 3:
+        if probe.ndim not in (3, 4) or tuple(probe.shape[:2]) != (ny, nx):
+            raise OmFormatError(
+                f"array of shape {probe.shape}; the grid is ({ny}, {nx})", source=lazy.name
+            )
+        if ntime is not None and probe.shape[-1] != ntime:
+            raise OmFormatError(
+                f"{probe.shape[-1]} time steps per file, but chunk_time_length is {ntime}",
+                source=lazy.name,
+            )
+        return int(probe.shape[2]) if probe.ndim == 4 else None
+    nloc = int(probe.shape[0])
+    if nloc % (ny * nx):
+        raise OmFormatError(
+            f"legacy file with {nloc} locations: not a multiple of the grid {ny} x {nx}",
+            source=lazy.name,
+        )
+    return nloc // (ny * nx) if nloc != ny * nx else None
 
 
 def _reuse(probe: _LazyFile, store: _Store, path: str) -> _LazyFile:
