@@ -539,6 +539,21 @@ def test_groups_the_backend_cannot_open_are_still_presented(tmp_path: Path) -> N
     assert g["a"].metadata.dimension_names == ("x",)
 
 
+def test_variable_shadows_same_named_group(tmp_path: Path) -> None:
+    p = tmp_path / "shadow.om"
+    a = np.arange(6, dtype=np.int16)
+    with OmWriter(p) as w:
+        inner = w.write_array(a * 2, chunks=(4,), name="x")
+        kids = [w.write_array(a, chunks=(4,), name="a"), w.write_group(name="a", children=[inner])]
+        w.close(w.write_group(name="", children=kids))
+    with pytest.warns(RuntimeWarning, match="left out of the Zarr view"):
+        store = OmStore(p)
+        g = zarr.open_group(store, mode="r")
+    assert list(g.group_keys()) == []
+    np.testing.assert_array_equal(g["a"][...], a)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), open_backend(p).load())
+
+
 def test_view_survives_backend_internals_changing(monkeypatch) -> None:
     from xarray_om import backend
 

@@ -199,7 +199,10 @@ def _group_nodes(
     gpath: str, chain: list[OmNode], builder: Any
 ) -> tuple[GroupNode, list[ArrayNode]]:
     variables, attrs, coord_names = builder.build()
-    by_name = {e.name: e.node for e in builder._entries()}
+    try:
+        by_name = {e.name: e.node for e in builder._entries()}
+    except AttributeError:  # without it, eagerly read coordinates are served from memory
+        by_name = {}
     arrays: list[ArrayNode] = []
     for name, var in variables.items():
         path = _join(gpath, name)
@@ -317,20 +320,44 @@ def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
         )
         plan = [(path, chain, None) for path, chain in _plain_groups(file)]
     for gpath, chain, builder in plan:
-        try:
-            if builder is None:
-                raise ValueError("no backend builder")
-            g, a = _group_nodes(gpath, chain, builder)
-        except ValueError as exc:
-            warnings.warn(
-                f"{file.source_name}: group {gpath or '/'!r} presented without the xarray "
-                f"naming rules ({exc})",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        if builder is None:
             g, a = _plain_group_nodes(gpath, chain, file)
+        else:
+            try:
+                g, a = _group_nodes(gpath, chain, builder)
+            except ValueError as exc:
+                warnings.warn(
+                    f"{file.source_name}: group {gpath or '/'!r} presented without the xarray "
+                    f"naming rules ({exc})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                g, a = _plain_group_nodes(gpath, chain, file)
         groups.append(g)
         arrays.extend(a)
+    return _drop_shadowed_groups(file, groups, arrays)
+
+
+def _drop_shadowed_groups(
+    file: OmFile, groups: list[GroupNode], arrays: list[ArrayNode]
+) -> tuple[list[GroupNode], list[ArrayNode]]:
+    """A Zarr path is either an array or a group: a variable wins over a same-named group."""
+    taken = {a.path for a in arrays}
+    shadowed = [g.path for g in groups if g.path in taken]
+    if not shadowed:
+        return groups, arrays
+    warnings.warn(
+        f"{file.source_name}: groups {shadowed} are left out of the Zarr view: a variable "
+        "of their parent group has the same name",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+    def below(path: str) -> bool:
+        return any(path.startswith(s + "/") for s in shadowed)
+
+    groups = [g for g in groups if g.path not in shadowed and not below(g.path)]
+    arrays = [a for a in arrays if not below(a.path)]
     return groups, arrays
 
 

@@ -411,6 +411,17 @@ class OmStore(Store):
         With ``return_exceptions`` an error of one array (bad LUT...) becomes that
         array's results instead of failing the chunks of other arrays.
         """
+        if len(items) == 1:
+            # The common case of one dask task reading one chunk: no planning.
+            arr, index = items[0]
+            try:
+                (a,), (b,) = arr.chunk_ranges([index])
+                data = self._file.source.read_range(int(a), int(b))
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                return [exc]
+            return [np.frombuffer(data, np.uint8)]
         out: list[Any] = [None] * len(items)
         by_array: dict[int, tuple[OmArray, list[int]]] = {}
         for i, (arr, _) in enumerate(items):
