@@ -82,13 +82,27 @@ def write_file(
     os.replace(tmp, path)
 
 
-def best(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
+class Timings:
+    """Wall and process-CPU times per label; reports the minimum of each over repetitions.
+
+    The machine may be shared: the minimum wall time is the least disturbed run, and
+    CPU time (all threads of this process) shows the work done independently of waiting.
+    """
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def run(self, label: str, fn) -> object:
+        c = time.process_time()
         t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        out = fn()
+        self.wall.setdefault(label, []).append(time.perf_counter() - t)
+        self.cpu.setdefault(label, []).append(time.process_time() - c)
+        return out
+
+    def best(self, label: str) -> tuple[float, float]:
+        return min(self.wall[label]), min(self.cpu[label])
 
 
 def _read_block_by_path(path: str, key: tuple) -> np.ndarray:
@@ -147,22 +161,22 @@ def case_tasks(tmp: str, reps: int, quick: bool) -> dict:
     n_tasks = var.data.npartitions
     by_path, f1 = bare_dask_array(path, shared=False)
     shared, f2 = bare_dask_array(path, shared=True)
-    ref = by_path.compute(scheduler="sync")
-    np.testing.assert_array_equal(var.values, ref)
-    res = {"ours": [], "bare_path": [], "bare_shared": []}
+    np.testing.assert_array_equal(var.values, by_path.compute(scheduler="sync"))
+    t = Timings()
     with dask.config.set(scheduler="threads", num_workers=2):
         for _ in range(reps):
-            res["ours"].append(best(lambda: var.copy().load(), 1))
-            res["bare_path"].append(best(by_path.compute, 1))
-            res["bare_shared"].append(best(shared.compute, 1))
+            t.run("ours", lambda: var.copy().load())
+            t.run("bare_path", by_path.compute)
+            t.run("bare_shared", shared.compute)
     ds.close()
     f1.close()
     f2.close()
-    out = {k: min(v) for k, v in res.items()}
-    out["n_tasks"] = n_tasks
-    out["shape"] = shape
-    out["chunks"] = chunks
-    return out
+    return {
+        "n_tasks": n_tasks,
+        "shape": shape,
+        "chunks": chunks,
+        "t": {k: t.best(k) for k in ("ours", "bare_path", "bare_shared")},
+    }
 
 
 def case_auto(tmp: str, reps: int, quick: bool) -> dict:
@@ -174,7 +188,6 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
     chunks = [1, 12, 240]  # data/ layout: max(6, 3072 / T)
     path = os.path.join(tmp, "auto", "temperature_2m.om")
     write_file(path, shape, chunks, seed=1)
-    nbytes = int(np.prod(shape)) * 4
 
     def omfiles_read():
         r = omfiles.OmFileReader(path)
@@ -185,21 +198,19 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
 
     ds = xr.open_dataset(path, engine="xarray_om", chunks="auto")
     var = ds["temperature_2m"]
-    dask_chunks = var.chunks
     np.testing.assert_array_equal(var.values, omfiles_read())
-    t_ours, t_ref = [], []
+    t = Timings()
     with dask.config.set(scheduler="threads", num_workers=2):
         for _ in range(reps):
-            t_ref.append(best(omfiles_read, 1))
-            t_ours.append(best(lambda: var.copy().load(), 1))
+            t.run("omfiles_raw", omfiles_read)
+            t.run("ours_auto", lambda: var.copy().load())
     ds.close()
     return {
         "shape": shape,
         "chunks": chunks,
-        "dask_chunks": [len(c) for c in dask_chunks],
-        "mb": nbytes / 1e6,
-        "omfiles_raw": min(t_ref),
-        "ours_auto": min(t_ours),
+        "dask_chunks": [len(c) for c in var.chunks],
+        "mb": int(np.prod(shape)) * 4 / 1e6,
+        "t": {k: t.best(k) for k in ("omfiles_raw", "ours_auto")},
     }
 
 
@@ -222,44 +233,29 @@ def case_mfdataset(tmp: str, reps: int, quick: bool) -> dict:
         "ours_auto": dict(engine="xarray_om", chunks="auto"),
         "ours_auto_parallel": dict(engine="xarray_om", chunks="auto", parallel=True),
     }
-    if quick:
-        variants.pop("ours_chunks_{}")
-    opened: dict[str, list[float]] = {k: [] for k in variants}
-    loaded: dict[str, list[float]] = {k: [] for k in variants}
-    values = {}
+    t = Timings()
+    values, ntasks = {}, {}
     with dask.config.set(scheduler="threads", num_workers=2):
         for rep in range(reps):
             for name, kw in variants.items():
                 if name == "ours_chunks_{}" and rep >= 1:
                     continue  # tens of thousands of tiny tasks: one repetition is enough
-                t = time.perf_counter()
-                ds = xr.open_mfdataset(paths, combine="by_coords", **kw)
-                t1 = time.perf_counter()
-                ds.load()
-                t2 = time.perf_counter()
-                opened[name].append(t1 - t)
-                loaded[name].append(t2 - t1)
+                ds = t.run(f"open {name}", lambda kw=kw: xr.open_mfdataset(paths, **kw))
+                var = next(iter(ds.data_vars.values()))
+                ntasks[name] = var.data.npartitions
+                t.run(f"load {name}", ds.load)
                 if rep == 0:
-                    var = next(iter(ds.data_vars.values()))
                     values[name] = var.values
-                    if name.startswith("ours"):
-                        values[name + "_ntasks"] = sum(
-                            v.data.npartitions
-                            for v in xr.open_mfdataset(
-                                paths, combine="by_coords", **kw
-                            ).data_vars.values()
-                        )
                 ds.close()
-    ref = values["omfiles"]
     for name in variants:
-        np.testing.assert_array_equal(values[name], ref)
+        np.testing.assert_array_equal(values[name], values["omfiles"])
     return {
         "files": 24,
         "file_shape": (ny, nx, nt),
         "chunks": chunks,
-        "open": {k: min(v) for k, v in opened.items()},
-        "load": {k: min(v) for k, v in loaded.items()},
-        "ntasks": {k: values.get(k + "_ntasks", 24) for k in variants},
+        "variants": list(variants),
+        "ntasks": ntasks,
+        "t": {k: t.best(k) for k in t.wall},
     }
 
 
@@ -271,7 +267,7 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
     shape = (181, 720, 240) if quick else (361, 720, 240)
     path = os.path.join(tmp, "auto", "temperature_2m.om")
     write_file(path, shape, [1, 12, 240], seed=1)
-    chunks = {"lat": 20}  # ~14 MB blocks of whole OM chunks: 10-19 tasks
+    chunks = {"lat": 30, "lon": -1, "time": -1}  # ~21 MB blocks of whole OM chunks
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -285,16 +281,12 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
         total = ds["temperature_2m"].sum()
         n_tasks = ds["temperature_2m"].data.npartitions
         client.compute(total).result()  # warm the workers (imports, file open)
-        t_cluster, t_threads = [], []
+        t = Timings()
         r_cluster = r_threads = None
         for _ in range(reps):
-            t = time.perf_counter()
-            r_cluster = client.compute(total).result()
-            t_cluster.append(time.perf_counter() - t)
+            r_cluster = t.run("cluster", lambda: client.compute(total).result())
             with dask.config.set(scheduler="threads", num_workers=2):
-                t = time.perf_counter()
-                r_threads = total.compute()
-                t_threads.append(time.perf_counter() - t)
+                r_threads = t.run("threads", total.compute)
         assert float(r_cluster) == float(r_threads), (r_cluster, r_threads)
         ds.close()
     finally:
@@ -303,8 +295,7 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
     return {
         "shape": shape,
         "n_tasks": n_tasks,
-        "cluster": min(t_cluster),
-        "threads": min(t_threads),
+        "t": {k: t.best(k) for k in ("cluster", "threads")},
     }
 
 
@@ -323,9 +314,17 @@ def report(results: dict, markdown: bool) -> str:
         for k, label in (
             ("ours", "xr.open_dataset(chunks={}).load()"),
             ("bare_path", "bare dask, task opens file by path"),
-            ("bare_shared", "bare dask, shared opened OmFile"),
+            ("bare_shared", "bare dask, one shared OmFile"),
         ):
-            lines.append(f"   {label:<40} {r[k]:8.3f} s  {r[k] / n * 1e6:7.0f} us/task")
+            wall, cpu = r["t"][k]
+            lines.append(
+                f"   {label:<38} {wall:7.3f} s wall {wall / n * 1e6:6.0f} us/task   "
+                f"{cpu:7.3f} s CPU {cpu / n * 1e6:6.0f} us/task"
+            )
+        lines.append(
+            f"   per-task overhead vs bare-by-path: {r['t']['bare_path'][0] / r['t']['ours'][0]:.2f}x"
+            " faster (wall)"
+        )
     if "2" in results:
         r = results["2"]
         lines.append(
@@ -333,32 +332,34 @@ def report(results: dict, markdown: bool) -> str:
             f"{r['chunks']}, dask blocks per dim {r['dask_chunks']}"
         )
         for k, label in (("omfiles_raw", "omfiles OmFileReader[...]"), ("ours_auto", "ours")):
-            lines.append(f"   {label:<40} {r[k]:8.3f} s  {r['mb'] / r[k]:7.0f} MB/s")
-        lines.append(f"   speed-up ours / omfiles: {r['omfiles_raw'] / r['ours_auto']:.2f}x")
+            wall, cpu = r["t"][k]
+            lines.append(
+                f"   {label:<38} {wall:7.3f} s wall {r['mb'] / wall:6.0f} MB/s   {cpu:7.3f} s CPU"
+            )
+        ratio = r["t"]["omfiles_raw"][0] / r["t"]["ours_auto"][0]
+        lines.append(f"   throughput ours / omfiles: {ratio:.2f}x (wall)")
     if "3" in results:
         r = results["3"]
         lines.append(
             f"3. open_mfdataset over {r['files']} files {r['file_shape']} (OM chunks "
-            f"{r['chunks']}), combine='by_coords'"
+            f"{r['chunks']}), combine='by_coords', threads (2 workers)"
         )
-        for k in r["open"]:
+        o = r["t"]["open omfiles"][0]
+        lo = r["t"]["load omfiles"][0]
+        for k in r["variants"]:
+            ow, _ = r["t"][f"open {k}"]
+            lw, lc = r["t"][f"load {k}"]
+            extra = "" if k == "omfiles" else f"  -> open {o / ow:.2f}x, load {lo / lw:.2f}x"
             lines.append(
-                f"   {k:<22} open {r['open'][k]:7.3f} s  load {r['load'][k]:7.3f} s  "
-                f"({r['ntasks'][k]} tasks)"
+                f"   {k:<20} open {ow:6.3f} s  load {lw:6.3f} s wall ({lc:6.3f} s CPU) "
+                f"{r['ntasks'][k]:6d} tasks{extra}"
             )
-        o, lo = r["open"]["omfiles"], r["load"]["omfiles"]
-        for k in r["open"]:
-            if k != "omfiles":
-                lines.append(
-                    f"   {k}: open {o / r['open'][k]:.2f}x, load {lo / r['load'][k]:.2f}x "
-                    "vs omfiles"
-                )
     if "4" in results:
         r = results["4"]
+        c, th = r["t"]["cluster"][0], r["t"]["threads"][0]
         lines.append(
-            f"4. LocalCluster(2 processes) .sum() over {r['shape']} ({r['n_tasks']} tasks): "
-            f"cluster {r['cluster']:.3f} s, threads {r['threads']:.3f} s, "
-            f"ratio {r['threads'] / r['cluster']:.2f}x"
+            f"4. .sum() over {r['shape']} float32 ({r['n_tasks']} tasks): LocalCluster(2 "
+            f"processes) {c:.3f} s, threads(2) {th:.3f} s -> cluster/threads speed {th / c:.2f}x"
         )
     text = "\n".join(lines)
     return f"```\n{text}\n```" if markdown else text

@@ -20,6 +20,8 @@ import numpy as np
 import omfiles
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from omfiles.xarray import OmXarrayEntrypoint
 
 from xarray_om import conventions as conv
@@ -30,7 +32,7 @@ from xarray_om.backend import (
     _other_om_entrypoints,
 )
 from xarray_om.errors import OmFormatError
-from xarray_om.format.reader import OmArray
+from xarray_om.format.reader import OmArray, OmFile
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -369,6 +371,13 @@ def test_data_run_layout(tmp_path):
     with xr.open_dataset(path, engine=OmXarrayEntrypoint) as ref_ds:
         np.testing.assert_array_equal(ref_ds[""].values, data_ := ref)
         assert data_.shape == (ny, nx, nt)
+
+
+def test_open_dataarray():
+    da = xr.open_dataarray(FIXTURES / "openmeteo_run.om", engine="xarray_om")
+    assert da.name == "openmeteo_run" and da.dims == ("lat", "lon", "time")
+    np.testing.assert_array_equal(da.values, np.load(FIXTURES / "openmeteo_run.root.npy"))
+    da.close()
 
 
 def test_data_dir_layout_names_from_folder(tmp_path):
@@ -875,6 +884,51 @@ def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch):
         monkeypatch.setattr(_native, "decode_select", decode)
         np.testing.assert_array_equal(da.compute(scheduler="sync").values, ref)
     assert calls == {"fetch": n, "decode": n}
+
+
+_AXIS_KEY = st.one_of(
+    st.integers(-12, 11),
+    st.builds(
+        slice,
+        st.none() | st.integers(-14, 14),
+        st.none() | st.integers(-14, 14),
+        st.none() | st.integers(-5, 5).filter(lambda v: v != 0),
+    ),
+    st.lists(st.integers(-12, 11), min_size=1, max_size=5),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(keys=st.tuples(_AXIS_KEY, _AXIS_KEY, _AXIS_KEY), lead=st.booleans())
+def test_outer_indexing_matches_numpy(keys, lead, big_run):
+    from xarray.core import indexing
+
+    path, ref = big_run
+    fixed = []
+    for k, n in zip(keys, ref.shape, strict=True):  # sizes 12, 40, 48
+        if isinstance(k, int):
+            k = k % n
+        elif isinstance(k, list):
+            k = np.array([v % n - (n if v < 0 else 0) for v in k])  # keep negative indices
+        fixed.append(k)
+    expected = ref
+    axis = 0
+    for k in fixed:
+        if isinstance(k, int):
+            expected = np.take(expected, k, axis=axis)
+        else:
+            expected = expected[(slice(None),) * axis + (k,)]
+            axis += 1
+    f = OmFile(path)
+    arr = f.root
+    ba = OmBackendArray(arr, leading_axes=int(lead))
+    key = (0, *fixed) if lead else tuple(fixed)
+    has_array = any(isinstance(k, np.ndarray) for k in key)
+    indexer = (indexing.OuterIndexer if has_array else indexing.BasicIndexer)(key)
+    np.testing.assert_array_equal(ba[indexer], expected)
+    f.close()
 
 
 # --------------------------------------------------------------------------- pickling, closing
