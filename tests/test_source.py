@@ -194,9 +194,11 @@ def _child_read(src, q):
         q.put(repr(e))
 
 
-def test_fork_reconnects(local_file):
-    src = open_source(local_file, tail_size=0)
+@pytest.mark.parametrize("kind", ["local", "fs"])
+def test_fork_reconnects(local_file, mem_file, kind):
+    src = open_source(local_file if kind == "local" else mem_file, tail_size=0)
     src.read_range(0, 1)
+    handle = src._handle
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     p = ctx.Process(target=_child_read, args=(src, q))
@@ -204,7 +206,8 @@ def test_fork_reconnects(local_file):
     result = q.get(timeout=30)
     p.join(30)
     assert result is True
-    assert src.read_range(0, 4) == PAYLOAD[:4]  # the parent's descriptor is untouched
+    assert src.read_range(0, 4) == PAYLOAD[:4]  # the parent's handle is untouched
+    assert src._handle is handle
 
 
 def test_truncated_after_open(local_file):
