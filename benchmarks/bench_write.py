@@ -133,7 +133,7 @@ def timings(shape: tuple[int, ...], reps: int) -> list[dict]:
                     c0 = time.process_time()
                     t = write_once(data, case, writer, path)
                     times[case, writer].append(t)
-                    cpu[case, writer].append((time.process_time() - c0) / t)
+                    cpu[case, writer].append(time.process_time() - c0)
                     sizes[case, writer] = os.path.getsize(path)
     return [
         {
@@ -141,7 +141,10 @@ def timings(shape: tuple[int, ...], reps: int) -> list[dict]:
             "writer": w,
             "median_s": statistics.median(times[c, w]),
             "times": times[c, w],
-            "cpu_per_wall": statistics.median(cpu[c, w]),
+            "cpu_s": statistics.median(cpu[c, w]),
+            "cpu_per_wall": statistics.median(
+                a / b for a, b in zip(cpu[c, w], times[c, w], strict=True)
+            ),
             "mb_in": data.nbytes / 1e6,
             "file_mb": sizes[c, w] / 1e6,
         }
@@ -161,6 +164,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(rss_one(*args.one, shape)))
         return
+    load = os.getloadavg()[0]
     rows = timings(shape, args.reps)
     for r in rows:
         out = subprocess.run(
@@ -175,19 +179,21 @@ def main() -> None:
             file=sys.stderr,
         )
     if args.markdown:
-        print(markdown(rows, shape, args.reps))
+        print(markdown(rows, shape, args.reps, load))
 
 
-def markdown(rows: list[dict], shape: tuple[int, ...], reps: int) -> str:
+def markdown(rows: list[dict], shape: tuple[int, ...], reps: int, load: float) -> str:
     by = {(r["case"], r["writer"]): r for r in rows}
     mb_in = rows[0]["mb_in"]
     lines = [
         f"Input: smooth float32 {shape} ({mb_in:.0f} MB), chunks {CHUNKS}; median of {reps} "
         "interleaved writes of a whole file each; peak-RSS delta of one write in a fresh "
-        "process per row; cpu/wall = process CPU time / wall time.",
+        "process per row; CPU = process CPU time of the write (all threads); "
+        f"load average before the run: {load:.1f} on {os.cpu_count()} cores.",
         "",
-        "| case | writer | median | throughput (input) | vs omfiles | cpu/wall | file size | peak RSS delta |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | writer | median wall | throughput (input) | vs omfiles | median CPU | cpu/wall "
+        "| file size | peak RSS delta |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for case in CASES:
         ref = by[(case, "omfiles")]["median_s"]
@@ -196,7 +202,7 @@ def markdown(rows: list[dict], shape: tuple[int, ...], reps: int) -> str:
             lines.append(
                 f"| {case} | {writer} | {r['median_s'] * 1e3:.0f} ms | "
                 f"{r['mb_in'] / r['median_s']:.0f} MB/s | {ref / r['median_s']:.2f}x | "
-                f"{r['cpu_per_wall']:.2f} | "
+                f"{r['cpu_s'] * 1e3:.0f} ms | {r['cpu_per_wall']:.2f} | "
                 f"{r['file_mb']:.2f} MB | {r['rss_delta_mib']:.0f} MiB |"
             )
     return "\n".join(lines)
