@@ -76,13 +76,11 @@ class BufferPool:
         self._free: list[np.ndarray] = []
         self._lock = threading.Lock()
 
-    @contextmanager
-    def borrow(self, nbytes: int) -> Iterator[np.ndarray]:
-        """A 64-byte aligned uint8 view of ``nbytes`` bytes for the ``with`` block."""
+    def take(self, nbytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(64-byte aligned uint8 view of ``nbytes``, token for :meth:`give`)."""
         need = nbytes + _ALIGN
         if nbytes < _ALIGN_MIN or need > self.max_bytes:
-            yield aligned_buffer(nbytes)
-            return
+            return aligned_buffer(nbytes), None
         raw = None
         with self._lock:
             for i, b in enumerate(self._free):
@@ -93,14 +91,26 @@ class BufferPool:
             # Round up so that slightly larger reads later reuse it.
             raw = np.empty(min(self.max_bytes, -(-need // (1 << 20)) << 20), np.uint8)
         skip = -raw.ctypes.data % _ALIGN
+        return raw[skip : skip + nbytes], raw
+
+    def give(self, token: np.ndarray | None) -> None:
+        """Return a buffer obtained from :meth:`take` (no-op for unpooled ones)."""
+        if token is None:
+            return
+        with self._lock:
+            self._free.append(token)
+            if len(self._free) > self.max_buffers:
+                self._free.sort(key=lambda b: b.nbytes)
+                del self._free[0]
+
+    @contextmanager
+    def borrow(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A 64-byte aligned uint8 view of ``nbytes`` bytes for the ``with`` block."""
+        buf, token = self.take(nbytes)
         try:
-            yield raw[skip : skip + nbytes]
+            yield buf
         finally:
-            with self._lock:
-                self._free.append(raw)
-                if len(self._free) > self.max_buffers:
-                    self._free.sort(key=lambda b: b.nbytes)
-                    del self._free[0]
+            self.give(token)
 
     def clear(self) -> None:
         with self._lock:

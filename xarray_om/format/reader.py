@@ -821,7 +821,8 @@ class OmArray(OmNode):
             target = out
         else:
             target = np.empty(shape, dtype)
-        with READ_BUFFERS.borrow(plan.nbytes) as buf:
+        buf, token = READ_BUFFERS.take(plan.nbytes)
+        try:
             core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
             _native.decode_select(
                 codec,
@@ -833,6 +834,8 @@ class OmArray(OmNode):
                 plan.chunk_len,
                 source=name,
             )
+        finally:
+            READ_BUFFERS.give(token)
         if out is not None and target is not out:
             out[...] = target
             return out
