@@ -1096,6 +1096,16 @@ def test_spatial_layout_members_realm_and_errors(tmp_path):
     np.testing.assert_array_equal(da.isel(member=2, time=1, longitude=4).values, got[1, :, 4, 2])
     with pytest.raises(FileNotFoundError, match="available"):
         open_openmeteo(tmp_path, "ens_mini", "wind", layout="spatial", realm="ensemble")
+    # meta.json lists an array no file holds: an explicit request fails, variables=None warns
+    run_dir = tmp_path / "data_spatial" / "ens_mini" / "2024" / "06" / "01" / "1200Z"
+    meta = json.loads((run_dir / "meta_ensemble.json").read_text())
+    meta["variables"].append("snow_depth")
+    write_json(run_dir / "meta_ensemble.json", meta)
+    with pytest.raises(FileNotFoundError, match="snow_depth"):
+        open_openmeteo(tmp_path, "ens_mini", "snow_depth", layout="spatial", realm="ensemble")
+    with pytest.warns(RuntimeWarning, match="snow_depth"):
+        ds = open_openmeteo(tmp_path, "ens_mini", layout="spatial", realm="ensemble")
+    assert set(ds.data_vars) == {"temperature_2m", "precipitation"}
     with pytest.raises(FileNotFoundError, match="run folder"):
         open_openmeteo(tmp_path, "ens_mini", layout="spatial", run="2024-06-02T00:00")
     # A file whose valid_time scalar disagrees with its name
@@ -1215,6 +1225,20 @@ def test_run_layout_ensemble_file(tmp_path):
     da = ds["temperature_2m"]
     assert da.dims == ("time", "latitude", "longitude", "member")
     np.testing.assert_array_equal(da.values, np.moveaxis(truth["temperature_2m"], -1, 0))
+    # Members as separate files: <var>.om (member 0), <var>_member01.om, <var>_member02.om
+    root = tmp_path / "b2"
+    per = build_run(
+        root,
+        "ens_run",
+        wkt=regular_wkt(40, 0, 41.5, 2.5),
+        variables=("precip", "precip_member01", "precip_member02"),
+    )
+    ds = open_openmeteo(root, "ens_run", layout="run", chunks={})
+    assert list(ds.data_vars) == ["precip"]
+    np.testing.assert_array_equal(ds["member"].values, [0, 1, 2])
+    got = ds["precip"].values
+    for m, name in enumerate(("precip", "precip_member01", "precip_member02")):
+        np.testing.assert_array_equal(got[..., m], np.moveaxis(per[name], -1, 0))
 
 
 def test_run_layout_projected_grid_without_pyproj(tmp_path, monkeypatch):

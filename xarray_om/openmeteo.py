@@ -70,6 +70,8 @@ _YEAR_FILE = re.compile(r"^year_(\d{4})\.om$")
 _MEMBER_SUFFIX = re.compile(r"^(?P<base>.+)_member(?P<n>\d+)$")
 _SPATIAL_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(?:_(?P<realm>[^.]+))?\.om$")
 _RUN_DIR = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{4}Z$")
+#: data_spatial files opened at most to find the arrays of variables=None.
+_SPATIAL_PROBES = 3
 _DATE_ONLY = re.compile(r"^\s*\d{4}(-\d{2}(-\d{2})?)?\s*$")
 
 #: Keys of ``static/meta.json`` copied into the Dataset attributes (data/ layout).
@@ -1308,8 +1310,11 @@ def _assemble_spatial(
     resolved = _resolve_variables(requested, list(available), store.url(run_dir))
     stored = {n for name, mem in resolved for n in ([name] if mem is None else [s for _, s in mem])}
     # Probe files in time order until every stored array is seen (step 0 lacks sums).
+    # Without an explicit request, give up after a few files and leave the rest out.
     probes: dict[str, OmArray] = {}
-    for t in times:
+    for i, t in enumerate(times):
+        if requested is None and i >= _SPATIAL_PROBES:
+            break
         root = lazies[t].get().root
         for c in root.children:
             if c.kind == "array" and c.name in stored and c.name not in probes:
@@ -1317,10 +1322,24 @@ def _assemble_spatial(
         if len(probes) == len(stored):
             break
     missing = sorted(stored - set(probes))
-    if missing:
+    if missing and requested is not None:
         raise FileNotFoundError(
             f"arrays {missing} are in no data_spatial file of {store.url(run_dir)}"
         )
+    if missing:
+        warnings.warn(
+            f"{store.url(run_dir)}: {missing} listed in meta.json but not in the first "
+            f"{_SPATIAL_PROBES} files; left out (request them by name to search every file)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        resolved = [
+            (name, mem)
+            for name, mem in resolved
+            if all(n in probes for n in ([name] if mem is None else [s for _, s in mem]))
+        ]
+        if not resolved:
+            raise FileNotFoundError(f"no variable of meta.json found in {store.url(run_dir)}")
     shapes = {tuple(a.shape) for a in probes.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
         raise OmFormatError(
