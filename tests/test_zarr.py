@@ -671,6 +671,32 @@ def test_virtualizarr_parser(name: str) -> None:
     xr.testing.assert_identical(got, expected)
 
 
+def test_virtualizarr_parser_on_s3(s3) -> None:
+    pytest.importorskip("virtualizarr")
+    from obspec_utils.registry import ObjectStoreRegistry
+    from obstore.store import S3Store
+    from virtualizarr import open_virtual_dataset
+
+    name = "openmeteo_run.om"
+    s3.fs.put(str(FIXTURES / name), f"{s3.bucket}/{name}")
+    opts = s3.storage_options
+    store = S3Store(
+        s3.bucket,
+        endpoint=s3.endpoint_url,
+        access_key_id=opts["key"],
+        secret_access_key=opts["secret"],
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    reg = ObjectStoreRegistry({f"s3://{s3.bucket}": store})
+    parser = OmParser(storage_options=opts)
+    vds = open_virtual_dataset(s3.url(name), registry=reg, parser=parser)
+    expected = open_backend(FIXTURES / name).load()
+    assert set(vds.variables) == set(expected.variables)
+    got = xr.open_zarr(parser(s3.url(name), reg), zarr_format=3, consolidated=False).load()
+    xr.testing.assert_identical(got, expected)
+
+
 def test_virtualizarr_combines_files_without_copying(tmp_path: Path) -> None:
     """Two files concatenated virtually along time read back like the two datasets joined."""
     reg = _registry()
