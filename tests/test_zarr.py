@@ -242,6 +242,23 @@ def test_edge_chunks_any_geometry(tmp_path: Path, case) -> None:
     np.testing.assert_array_equal(arr[sel], expected[sel])
 
 
+def test_every_zarr_selection_kind() -> None:
+    """Orthogonal, coordinate, mask, block and step selections across clipped edge chunks."""
+    expected = np.load(FIXTURES / "shape_3d.data.npy")  # (9, 11, 13), chunks (4, 5, 6)
+    arr = zarr_array_for(OmStore(FIXTURES / "shape_3d.om"), "data")
+    rng = np.random.default_rng(3)
+    i0, i1, i2 = ([2, 8, 0, 5], [10, 1, 6], [12, 0, 5, 6, 11])
+    np.testing.assert_array_equal(arr.oindex[i0, i1, i2], expected[np.ix_(i0, i1, i2)])
+    pts = tuple(rng.integers(0, n, 17) for n in expected.shape)
+    np.testing.assert_array_equal(arr.vindex[pts], expected[pts])
+    mask = rng.random(expected.shape) < 0.3
+    np.testing.assert_array_equal(arr.vindex[mask], expected[mask])
+    np.testing.assert_array_equal(arr.blocks[2, 2, 2], expected[8:, 10:, 12:])
+    np.testing.assert_array_equal(arr[1, 3, ::4], expected[1, 3, ::4])
+    np.testing.assert_array_equal(arr[7:, 9:, 11:], expected[7:, 9:, 11:])
+    np.testing.assert_array_equal(arr[8, 10, 12], expected[8, 10, 12])
+
+
 def test_unknown_position_fallback_pads_edge_chunks() -> None:
     """Without chunk coordinates the codec finds the extent and pads with the fill value."""
     p = FIXTURES / "shape_2d.om"
