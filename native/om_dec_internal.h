@@ -15,4 +15,9 @@ typedef void (*om_dec_sink)(void *ctx, size_t done);
 int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
                             void *out, size_t row_len, om_dec_sink sink, void *ctx);
 
+/* fpx float32 stream fused with the inverse xor2d filter over rows of row_len
+ * elements (0: no filter). Returns bytes consumed or OM_E_*. */
+int64_t om_fpx_decode_rows32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                             size_t row_len);
+
 #endif

@@ -102,12 +102,38 @@ static void conv16_c(const uint16_t *q, float *out, size_t n, float sf, float ao
     }
 }
 
-static void conv16_log_c(const uint16_t *q, float *out, size_t n, float sf)
+/* powf is by far the slowest step; a chunk holds few distinct int16 values
+ * (precipitation: mostly small non-negative ones), so results for the common
+ * range are memoised when the caller's scratch has room. Same inputs, same
+ * powf calls: bit-identical. */
+#define LOG_MEMO_LO (-1024)
+#define LOG_MEMO_N 8192
+#define LOG_MEMO_BYTES (LOG_MEMO_N * 5)
+
+typedef struct {
+    float *val;     /* LOG_MEMO_N results */
+    uint8_t *known; /* LOG_MEMO_N flags */
+} log_memo_t;
+
+static void conv16_log_c(const uint16_t *q, float *out, size_t n, float sf, log_memo_t *memo)
 {
     const float nan = f32_bits(NAN32_BITS);
     for (size_t i = 0; i < n; i++) {
         const int16_t v = (int16_t)q[i];
-        out[i] = v == 32767 ? nan : powf(10.0f, (float)v / sf) - 1.0f;
+        if (v == 32767) {
+            out[i] = nan;
+            continue;
+        }
+        const unsigned k = (unsigned)(v - LOG_MEMO_LO);
+        if (memo && k < LOG_MEMO_N) {
+            if (!memo->known[k]) {
+                memo->val[k] = powf(10.0f, (float)v / sf) - 1.0f;
+                memo->known[k] = 1;
+            }
+            out[i] = memo->val[k];
+        } else {
+            out[i] = powf(10.0f, (float)v / sf) - 1.0f;
+        }
     }
 }
 
@@ -273,6 +299,7 @@ typedef struct {
     size_t lag, done;
     float sf, ao;
     int level;
+    log_memo_t *memo;
 } conv_ctx_t;
 
 static void conv_upto(conv_ctx_t *c, size_t upto)
@@ -280,7 +307,7 @@ static void conv_upto(conv_ctx_t *c, size_t upto)
     const size_t k = upto - c->done;
     switch (c->kind) {
     case 0: conv16(c->q + c->done, (float *)c->out + c->done, k, c->sf, c->ao, c->level); break;
-    case 1: conv16_log_c(c->q + c->done, (float *)c->out + c->done, k, c->sf); break;
+    case 1: conv16_log_c(c->q + c->done, (float *)c->out + c->done, k, c->sf, c->memo); break;
     case 2: conv32((uint32_t *)c->out + c->done, k, c->sf, c->ao, c->level); break;
     default: conv64((uint64_t *)c->out + c->done, k, (double)c->sf, (double)c->ao, c->level); break;
     }
@@ -313,19 +340,19 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
     int64_t r;
 
     if (compression == OM_FPX_XOR) {
-        if (dtype == OM_FLOAT)
-            r = om_fpx_decode32(in, in_len, n, (uint32_t *)out);
-        else
-            r = om_fpx_decode64(in, in_len, n, (flags & OM_FLAG_X86_LANES) != 0, (uint64_t *)out);
+        if (dtype == OM_FLOAT) /* xor2d fused into the decoder */
+            return om_fpx_decode_rows32(in, in_len, n, (uint32_t *)out, F);
+        r = om_fpx_decode64(in, in_len, n, (flags & OM_FLAG_X86_LANES) != 0, (uint64_t *)out);
         if (r < 0)
             return r;
-        /* float32: rows of L words. float64: the same on the first n 32-bit
-         * words only (quirk K2). Either way bytes [4L, 4n). */
+        /* float64: xor2d on the first n 32-bit words only, rows of L words
+         * (quirk K2): bytes [4L, 4n). */
         xor_range((uint8_t *)out, 4 * L, 4 * n, 4 * L, level);
         return r;
     }
 
-    conv_ctx_t c = {0, NULL, out, 0, 0, scale_factor, add_offset, level};
+    conv_ctx_t c = {0, NULL, out, 0, 0, scale_factor, add_offset, level, NULL};
+    log_memo_t memo;
     if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
         /* the int16 values live in scratch, aligned for 16-bit access */
         const uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
@@ -334,6 +361,15 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
             return OM_E_OUTPUT;
         c.kind = compression == OM_PFOR_INT16 ? 0 : 1;
         c.q = (const uint16_t *)a;
+        /* memo after the int16 values, if the scratch is large enough */
+        const uintptr_t mem = (a + 2 * n + 63) & ~(uintptr_t)63;
+        if (c.kind == 1 && n >= 512 &&
+            mem + LOG_MEMO_BYTES <= (uintptr_t)scratch + scratch_len) {
+            memo.val = (float *)mem;
+            memo.known = (uint8_t *)(mem + 4 * LOG_MEMO_N);
+            memset(memo.known, 0, LOG_MEMO_N);
+            c.memo = &memo;
+        }
         r = om_pfor_decode_rows(in, in_len, n, 1, 16, (void *)a, F, conv_sink, &c);
     } else if (dtype == OM_FLOAT) {
         c.kind = 2;

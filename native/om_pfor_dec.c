@@ -55,6 +55,8 @@ static void om_dec_detect(void)
  * unset lanes get 0x80 (zero). */
 static uint8_t g_exp8[256][16], g_exp16[256][16], g_exp32[16][16];
 static uint8_t g_pop8[256];
+/* AVX2, 8 x 32-bit lanes: vpermd source index and lane mask per bitmap byte. */
+static uint32_t g_exp32x8_idx[256][8], g_exp32x8_mask[256][8];
 
 static void om_dec_tables(void)
 {
@@ -71,6 +73,12 @@ static void om_dec_tables(void)
             }
         }
         g_pop8[mb] = (uint8_t)k;
+        for (int j = 0, t = 0; j < 8; j++) {
+            const int set = (mb >> j) & 1;
+            g_exp32x8_idx[mb][j] = set ? (uint32_t)t : 0;
+            g_exp32x8_mask[mb][j] = set ? 0xFFFFFFFFu : 0;
+            t += set;
+        }
     }
     for (int nib = 0; nib < 16; nib++) {
         int k = 0;
@@ -552,6 +560,23 @@ SSSE3 static void merge_bitmap32_ssse3(uint32_t *out, const uint64_t bw[2], cons
         k += g_pop8[nib];
     }
 }
+
+__attribute__((target("avx2"))) static void merge_bitmap32_avx2(uint32_t *out, const uint64_t bw[2],
+                                                               const uint32_t *high, int b)
+{
+    const __m128i cnt = _mm_cvtsi32_si128(b);
+    size_t k = 0;
+    for (int g = 0; g < 16; g++) {
+        const unsigned mb = bm_byte(bw, g);
+        __m256i h = _mm256_loadu_si256((const __m256i *)(high + k));
+        h = _mm256_permutevar8x32_epi32(h, _mm256_loadu_si256((const __m256i *)g_exp32x8_idx[mb]));
+        h = _mm256_and_si256(h, _mm256_loadu_si256((const __m256i *)g_exp32x8_mask[mb]));
+        h = _mm256_sll_epi32(h, cnt);
+        const __m256i o = _mm256_loadu_si256((const __m256i *)(out + 8 * g));
+        _mm256_storeu_si256((__m256i *)(out + 8 * g), _mm256_add_epi32(o, h));
+        k += g_pop8[mb];
+    }
+}
 #endif
 
 /* high: xn values of W bits (typed like out), 8 zero elements after them. */
@@ -563,7 +588,12 @@ OM_INLINE void merge_bitmap(void *out, size_t m, const uint64_t bw[2], const voi
         switch (W) {
         case 8: merge_bitmap8_ssse3((uint8_t *)out, bw, (const uint8_t *)high, b); return;
         case 16: merge_bitmap16_ssse3((uint16_t *)out, bw, (const uint16_t *)high, b); return;
-        case 32: merge_bitmap32_ssse3((uint32_t *)out, bw, (const uint32_t *)high, b); return;
+        case 32:
+            if (level >= 3)
+                merge_bitmap32_avx2((uint32_t *)out, bw, (const uint32_t *)high, b);
+            else
+                merge_bitmap32_ssse3((uint32_t *)out, bw, (const uint32_t *)high, b);
+            return;
         default: break;
         }
     }
@@ -681,8 +711,13 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
         if (len - p < bm)
             return OM_E_TRUNCATED;
         uint64_t bw[2] = {0, 0};
-        for (size_t j = 0; j < bm; j++)
-            bw[j >> 3] |= (uint64_t)in[p + j] << (8 * (j & 7));
+        if (bm == 16) {
+            bw[0] = om_ld64(in + p);
+            bw[1] = om_ld64(in + p + 8);
+        } else {
+            for (size_t j = 0; j < bm; j++)
+                bw[j >> 3] |= (uint64_t)in[p + j] << (8 * (j & 7));
+        }
         p += bm;
         if (m < 64) /* bits past m are padding */
             bw[0] &= ((uint64_t)1 << m) - 1;
@@ -890,14 +925,13 @@ AVX2 OM_INLINE __m256i unzz64_avx2(__m256i x)
     return _mm256_xor_si256(_mm256_srli_epi64(x, 1), _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_and_si256(x, one)));
 }
 
-/* 16 values: in-lane scan, then the low lane's total (element 7) is added to
- * the high lane; element broadcasts use one vpermd plus shifts. */
+/* 16 values: in-lane scan; one in-lane pshufb broadcasts each lane's total
+ * (elements 7 and 15), whose low half is added to the high lane and whose
+ * sum over both lanes advances the carry. */
 AVX2 OM_INLINE uint16_t pfx16_avx2_k(uint16_t *p, size_t m, uint16_t prev, const uint16_t *rp,
                                      const int zz, const int filt)
 {
-    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
-    const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
-    const __m256i hmask = _mm256_set1_epi32((int)0xFFFF0000u);
+    const __m256i last = _mm256_set1_epi16(0x0F0E); /* bytes 14, 15 of each lane */
     __m256i carry = _mm256_set1_epi16((short)prev);
     size_t i = 0;
     for (; i + 16 <= m; i += 16) {
@@ -907,16 +941,13 @@ AVX2 OM_INLINE uint16_t pfx16_avx2_k(uint16_t *p, size_t m, uint16_t prev, const
         x = _mm256_add_epi16(x, _mm256_slli_si256(x, 2));
         x = _mm256_add_epi16(x, _mm256_slli_si256(x, 4));
         x = _mm256_add_epi16(x, _mm256_slli_si256(x, 8));
-        __m256i t = _mm256_permutevar8x32_epi32(x, i3);
-        t = _mm256_or_si256(_mm256_srli_epi32(t, 16), _mm256_and_si256(t, hmask));
-        x = _mm256_add_epi16(x, _mm256_and_si256(t, hi_lane));
+        const __m256i t = _mm256_shuffle_epi8(x, last);
+        x = _mm256_add_epi16(x, _mm256_permute2x128_si256(t, t, 0x08)); /* [0, t.lo] */
         __m256i s = _mm256_add_epi16(x, carry);
         if (filt)
             s = _mm256_add_epi16(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
         _mm256_storeu_si256((__m256i *)(p + i), s);
-        __m256i u = _mm256_permutevar8x32_epi32(x, i7);
-        u = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_and_si256(u, hmask));
-        carry = _mm256_add_epi16(carry, u);
+        carry = _mm256_add_epi16(carry, _mm256_add_epi16(t, _mm256_permute2x128_si256(t, t, 0x01)));
     }
     prev = (uint16_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));
     return prefix16_c_k(p + i, m - i, prev, rp + i, zz, filt);
@@ -1101,33 +1132,31 @@ int64_t om_pfor_decode64(const uint8_t *in, size_t in_len, size_t n, int zigzag,
 }
 
 /* ------------------------------------------------------------------------ */
-/* fpx (codec spec 8): per group x = rbit(q) >> hb, value = prev ^= x.       */
+/* fpx (codec spec 8): per group x = rbit(q) >> hb, stream value prev ^= x.  */
+/* For float32 the inverse xor2d filter (codec spec 3.3) is fused in: the    */
+/* stored value is prev ^ rp[i], rp one row back (already final).            */
 
-static uint32_t fpx_post32_c(uint32_t *v, size_t m, unsigned hb, uint32_t prev)
-{
-    for (size_t i = 0; i < m; i++) {
-        prev ^= rbit32(v[i]) >> hb;
-        v[i] = prev;
+#define DEFINE_FPX_C(T, NAME, RBIT)                                                       \
+    OM_INLINE T NAME(T *v, size_t m, unsigned hb, T prev, const T *rp, const int filt)  \
+    {                                                                                     \
+        for (size_t i = 0; i < m; i++) {                                                  \
+            prev ^= RBIT(v[i]) >> hb;                                                     \
+            v[i] = filt ? (T)(prev ^ rp[i]) : prev;                                       \
+        }                                                                                 \
+        return prev;                                                                      \
     }
-    return prev;
-}
-
-static uint64_t fpx_post64_c(uint64_t *v, size_t m, unsigned hb, uint64_t prev)
-{
-    for (size_t i = 0; i < m; i++) {
-        prev ^= rbit64(v[i]) >> hb;
-        v[i] = prev;
-    }
-    return prev;
-}
+DEFINE_FPX_C(uint32_t, fpx32_c_k, rbit32)
+DEFINE_FPX_C(uint64_t, fpx64_c_k, rbit64)
 
 #if OM_X86
 /* Bit reversal of every byte with two nibble look-ups, then a byte shuffle. */
 #define REV4_HI 0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15
 #define REV4_LO 0, (char)0x80, 0x40, (char)0xC0, 0x20, (char)0xA0, 0x60, (char)0xE0, 0x10, \
     (char)0x90, 0x50, (char)0xD0, 0x30, (char)0xB0, 0x70, (char)0xF0
+#define BSWAP32_IDX 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12
+#define BSWAP64_IDX 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8
 
-__attribute__((target("ssse3"))) static __m128i rbit_bytes_ssse3(__m128i x)
+SSSE3 OM_INLINE __m128i rbit_bytes_ssse3(__m128i x)
 {
     const __m128i lo4 = _mm_set1_epi8(0x0F);
     const __m128i t_lo = _mm_setr_epi8(REV4_LO);
@@ -1136,10 +1165,10 @@ __attribute__((target("ssse3"))) static __m128i rbit_bytes_ssse3(__m128i x)
                         _mm_shuffle_epi8(t_hi, _mm_and_si128(_mm_srli_epi16(x, 4), lo4)));
 }
 
-__attribute__((target("ssse3"))) static uint32_t fpx_post32_ssse3(uint32_t *v, size_t m,
-                                                                  unsigned hb, uint32_t prev)
+SSSE3 OM_INLINE uint32_t fpx32_ssse3_k(uint32_t *v, size_t m, unsigned hb, uint32_t prev,
+                                       const uint32_t *rp, const int filt)
 {
-    const __m128i bswap = _mm_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
+    const __m128i bswap = _mm_setr_epi8(BSWAP32_IDX);
     const __m128i cnt = _mm_cvtsi32_si128((int)hb);
     __m128i carry = _mm_set1_epi32((int)prev);
     size_t i = 0;
@@ -1148,18 +1177,20 @@ __attribute__((target("ssse3"))) static uint32_t fpx_post32_ssse3(uint32_t *v, s
         x = _mm_srl_epi32(_mm_shuffle_epi8(rbit_bytes_ssse3(x), bswap), cnt);
         x = _mm_xor_si128(x, _mm_slli_si128(x, 4));
         x = _mm_xor_si128(x, _mm_slli_si128(x, 8));
-        x = _mm_xor_si128(x, carry);
-        _mm_storeu_si128((__m128i *)(v + i), x);
-        carry = _mm_shuffle_epi32(x, 0xFF);
+        __m128i s = _mm_xor_si128(x, carry);
+        if (filt)
+            s = _mm_xor_si128(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(v + i), s);
+        carry = _mm_xor_si128(carry, _mm_shuffle_epi32(x, 0xFF));
     }
     prev = (uint32_t)_mm_cvtsi128_si32(carry);
-    return fpx_post32_c(v + i, m - i, hb, prev);
+    return fpx32_c_k(v + i, m - i, hb, prev, rp + i, filt);
 }
 
-__attribute__((target("ssse3"))) static uint64_t fpx_post64_ssse3(uint64_t *v, size_t m,
-                                                                  unsigned hb, uint64_t prev)
+SSSE3 OM_INLINE uint64_t fpx64_ssse3_k(uint64_t *v, size_t m, unsigned hb, uint64_t prev,
+                                       const uint64_t *rp, const int filt)
 {
-    const __m128i bswap = _mm_setr_epi8(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+    const __m128i bswap = _mm_setr_epi8(BSWAP64_IDX);
     const __m128i cnt = _mm_cvtsi32_si128((int)hb);
     __m128i carry = _mm_set1_epi64x((long long)prev);
     size_t i = 0;
@@ -1167,34 +1198,126 @@ __attribute__((target("ssse3"))) static uint64_t fpx_post64_ssse3(uint64_t *v, s
         __m128i x = _mm_loadu_si128((const __m128i *)(v + i));
         x = _mm_srl_epi64(_mm_shuffle_epi8(rbit_bytes_ssse3(x), bswap), cnt);
         x = _mm_xor_si128(x, _mm_slli_si128(x, 8));
-        x = _mm_xor_si128(x, carry);
-        _mm_storeu_si128((__m128i *)(v + i), x);
-        carry = _mm_unpackhi_epi64(x, x);
+        __m128i s = _mm_xor_si128(x, carry);
+        if (filt)
+            s = _mm_xor_si128(s, _mm_loadu_si128((const __m128i *)(rp + i)));
+        _mm_storeu_si128((__m128i *)(v + i), s);
+        carry = _mm_xor_si128(carry, _mm_unpackhi_epi64(x, x));
     }
     prev = (uint64_t)_mm_cvtsi128_si64(carry);
-    return fpx_post64_c(v + i, m - i, hb, prev);
+    return fpx64_c_k(v + i, m - i, hb, prev, rp + i, filt);
 }
+
+AVX2 OM_INLINE __m256i rbit_bytes_avx2(__m256i x)
+{
+    const __m256i lo4 = _mm256_set1_epi8(0x0F);
+    const __m256i t_lo = _mm256_setr_epi8(REV4_LO, REV4_LO);
+    const __m256i t_hi = _mm256_setr_epi8(REV4_HI, REV4_HI);
+    return _mm256_or_si256(_mm256_shuffle_epi8(t_lo, _mm256_and_si256(x, lo4)),
+                           _mm256_shuffle_epi8(t_hi, _mm256_and_si256(_mm256_srli_epi16(x, 4), lo4)));
+}
+
+AVX2 OM_INLINE uint32_t fpx32_avx2_k(uint32_t *v, size_t m, unsigned hb, uint32_t prev,
+                                     const uint32_t *rp, const int filt)
+{
+    const __m256i bswap = _mm256_setr_epi8(BSWAP32_IDX, BSWAP32_IDX);
+    const __m128i cnt = _mm_cvtsi32_si128((int)hb);
+    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+    const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
+    __m256i carry = _mm256_set1_epi32((int)prev);
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
+        x = _mm256_srl_epi32(_mm256_shuffle_epi8(rbit_bytes_avx2(x), bswap), cnt);
+        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 4));
+        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));
+        x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, i3), hi_lane));
+        __m256i s = _mm256_xor_si256(x, carry);
+        if (filt)
+            s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
+        _mm256_storeu_si256((__m256i *)(v + i), s);
+        carry = _mm256_xor_si256(carry, _mm256_permutevar8x32_epi32(x, i7));
+    }
+    prev = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));
+    return fpx32_c_k(v + i, m - i, hb, prev, rp + i, filt);
+}
+
+AVX2 OM_INLINE uint64_t fpx64_avx2_k(uint64_t *v, size_t m, unsigned hb, uint64_t prev,
+                                     const uint64_t *rp, const int filt)
+{
+    const __m256i bswap = _mm256_setr_epi8(BSWAP64_IDX, BSWAP64_IDX);
+    const __m128i cnt = _mm_cvtsi32_si128((int)hb);
+    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+    __m256i carry = _mm256_set1_epi64x((long long)prev);
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
+        x = _mm256_srl_epi64(_mm256_shuffle_epi8(rbit_bytes_avx2(x), bswap), cnt);
+        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));
+        x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permute4x64_epi64(x, 0x55), hi_lane));
+        __m256i s = _mm256_xor_si256(x, carry);
+        if (filt)
+            s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
+        _mm256_storeu_si256((__m256i *)(v + i), s);
+        carry = _mm256_xor_si256(carry, _mm256_permute4x64_epi64(x, 0xFF));
+    }
+    prev = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(carry));
+    return fpx64_c_k(v + i, m - i, hb, prev, rp + i, filt);
+}
+
+#define DEFINE_FPX_VARIANTS(T, NAME, ATTR)                                                 \
+    ATTR static T NAME(T *v, size_t m, unsigned hb, T prev, const T *rp)                   \
+    {                                                                                      \
+        return rp ? NAME##_k(v, m, hb, prev, rp, 1) : NAME##_k(v, m, hb, prev, v, 0);      \
+    }
+DEFINE_FPX_VARIANTS(uint32_t, fpx32_ssse3, SSSE3)
+DEFINE_FPX_VARIANTS(uint64_t, fpx64_ssse3, SSSE3)
+DEFINE_FPX_VARIANTS(uint32_t, fpx32_avx2, AVX2)
+DEFINE_FPX_VARIANTS(uint64_t, fpx64_avx2, AVX2)
 #endif
 
-OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const int W, int level)
+static uint32_t fpx32_c(uint32_t *v, size_t m, unsigned hb, uint32_t prev, const uint32_t *rp)
+{
+    return rp ? fpx32_c_k(v, m, hb, prev, rp, 1) : fpx32_c_k(v, m, hb, prev, v, 0);
+}
+
+static uint64_t fpx64_c(uint64_t *v, size_t m, unsigned hb, uint64_t prev, const uint64_t *rp)
+{
+    return rp ? fpx64_c_k(v, m, hb, prev, rp, 1) : fpx64_c_k(v, m, hb, prev, v, 0);
+}
+
+/* One group after its block was decoded into v[0, m). Vector kernels filter
+ * only if the row is at least as long as their vector. */
+OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const void *rp, size_t L,
+                            const int W, int level)
 {
     (void)level;
+    (void)L;
     if (hb >= (unsigned)W) { /* all XORs zero (the width field may hold anything >= W) */
         for (size_t i = 0; i < m; i++)
-            st_w(v, i, prev, W);
+            st_w(v, i, rp ? prev ^ ld_w(rp, i, W) : prev, W);
         return prev;
     }
+    if (W == 32) {
 #if OM_X86
-    if (level >= 2)
-        return W == 32 ? fpx_post32_ssse3((uint32_t *)v, m, hb, (uint32_t)prev)
-                       : fpx_post64_ssse3((uint64_t *)v, m, hb, prev);
+        if (level >= 3 && (!rp || L >= 8))
+            return fpx32_avx2((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
+        if (level >= 2 && (!rp || L >= 4))
+            return fpx32_ssse3((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
 #endif
-    return W == 32 ? fpx_post32_c((uint32_t *)v, m, hb, (uint32_t)prev)
-                   : fpx_post64_c((uint64_t *)v, m, hb, prev);
+        return fpx32_c((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
+    }
+#if OM_X86
+    if (level >= 3 && (!rp || L >= 4))
+        return fpx64_avx2((uint64_t *)v, m, hb, prev, (const uint64_t *)rp);
+    if (level >= 2 && (!rp || L >= 2))
+        return fpx64_ssse3((uint64_t *)v, m, hb, prev, (const uint64_t *)rp);
+#endif
+    return fpx64_c((uint64_t *)v, m, hb, prev, (const uint64_t *)rp);
 }
 
 OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86, const int W,
-                             void *out)
+                             void *out, size_t L)
 {
     if (n == 0 || out == NULL || (in == NULL && in_len))
         return OM_E_INVALID;
@@ -1202,9 +1325,9 @@ OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86
     const size_t B = (size_t)W / 8;
     uint8_t *o = (uint8_t *)out;
     uint64_t prev = 0;
-    size_t p = 0, left = n;
-    while (left) {
-        const size_t m = left < 128 ? left : 128;
+    size_t p = 0, g = 0; /* g: global index of the group's first value */
+    while (g < n) {
+        const size_t m = n - g < 128 ? n - g : 128;
         if (p >= in_len)
             return OM_E_TRUNCATED;
         const unsigned hb = in[p++];
@@ -1212,19 +1335,33 @@ OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86
         if (r < 0)
             return r;
         p += (size_t)r;
-        prev = fpx_post(o, m, hb, prev, W, level);
+        if (L == 0 || g + m <= L) {
+            prev = fpx_post(o, m, hb, prev, NULL, L, W, level);
+        } else if (g >= L) {
+            prev = fpx_post(o, m, hb, prev, o - L * B, L, W, level);
+        } else { /* the group starts in row 0 and ends past it */
+            const size_t k = L - g;
+            prev = fpx_post(o, k, hb, prev, NULL, L, W, level);
+            prev = fpx_post(o + k * B, m - k, hb, prev, o + k * B - L * B, L, W, level);
+        }
         o += m * B;
-        left -= m;
+        g += m;
     }
     return (int64_t)p;
 }
 
+int64_t om_fpx_decode_rows32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                             size_t row_len)
+{
+    return fpx_decode(in, in_len, n, 0, 32, out, row_len);
+}
+
 int64_t om_fpx_decode32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out)
 {
-    return fpx_decode(in, in_len, n, 0, 32, out);
+    return fpx_decode(in, in_len, n, 0, 32, out, 0);
 }
 
 int64_t om_fpx_decode64(const uint8_t *in, size_t in_len, size_t n, int x86_lanes, uint64_t *out)
 {
-    return fpx_decode(in, in_len, n, x86_lanes != 0, 64, out);
+    return fpx_decode(in, in_len, n, x86_lanes != 0, 64, out, 0);
 }

@@ -529,6 +529,9 @@ def test_simd_levels_identical(tmp_path, simd_levels):
             (3, (5000,)),
             (5, (300, 17)),
             (4, (64, 65)),
+            (0, (400, 3)),  # short rows: the vector kernels must not filter
+            (1, (300, 6)),
+            (0, (150, 12)),
         ):
             a = make_data(rng, dtype, shape, kind)
             chunk, rec, ref = reference_chunk(tmp_path / f"s{i}_{kind}.om", a, comp, 20.0, 0.25)
