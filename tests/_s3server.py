@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PORTS = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc",
-          "s3", "s3.grpc", "s3.iceberg"]
+          "s3", "s3.grpc", "s3.iceberg", "s3.lance"]
 
 
 def _free_port() -> int:
