@@ -10,6 +10,9 @@ reader is checked against the reference elsewhere) or the fixtures' .npy.
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import json
 import os
 import pickle
@@ -1352,6 +1355,95 @@ def test_point_over_a_month_reads_only_needed_chunks_s3(tmp_path, s3):
     fetched = sum(e - s for r in reads.values() for s, e in r)
     on_s3 = sum(s3.fs.size(f"{s3.bucket}/data/weekly/temperature_2m/{n}") for n in reads)
     assert fetched < on_s3 / 2
+
+
+# --------------------------------------------------------------------------- HTTP mirror
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with byte ranges; folders are not listable (like an S3 website mirror)."""
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def send_head(self):
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):  # folders too: no listings
+            self.send_error(404, "not found")
+            return None
+        size = os.path.getsize(path)
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            a, _, b = rng[6:].partition("-")
+            start = int(a) if a else size - int(b)
+            stop = min(size - 1, int(b)) if a and b else size - 1
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(stop - start + 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{stop}/{size}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return io.BytesIO(data)
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        return open(path, "rb")  # the base class closes it after sending
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(_RangeHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_mirror_without_listings(http_root):
+    """Plain HTTP (e.g. data-spatial.open-meteo.com): file names come from meta.json."""
+    local, url = http_root
+    files = build_data_model(
+        local,
+        "icon_mini",
+        "temperature_2m",
+        ny=NY,
+        nx=NX,
+        ntime=NT,
+        dt=HOUR,
+        chunk_ns=[N0, N0 + 1, N0 + 3],
+        wkt=DATA_WKT,
+    )
+    truth_sp, valid = build_spatial_run(local, "dwd_mini", steps=(0, 1, 2))
+    truth_run = build_run(local, "icon_run", wkt=regular_wkt(40, 0, 41.5, 2.5))
+    # data/: start is required, end defaults to data_end_time; N0+2 is absent -> NaN
+    with pytest.raises(ValueError, match="start="):
+        open_openmeteo(url, "icon_mini", "temperature_2m")
+    ds = open_openmeteo(url, "icon_mini", "temperature_2m", start="2024-01-01", end="2024-01-04")
+    np.testing.assert_array_equal(
+        ds["temperature_2m"].values, expected_series(files, range(N0, N0 + 4), NT, (NY, NX))
+    )
+    # spatial: valid times of latest.json/meta.json; a file not uploaded yet reads as NaN
+    (local / "data_spatial/dwd_mini/2024/06/01/1200Z/2024-06-01T1400.om").unlink()
+    sp = open_openmeteo(url, "dwd_mini", "temperature_2m", layout="spatial")
+    got = sp["temperature_2m"].values
+    np.testing.assert_array_equal(got[0], truth_sp[("temperature_2m", valid[0])])
+    np.testing.assert_array_equal(got[1], truth_sp[("temperature_2m", valid[1])])
+    assert np.isnan(got[2]).all()
+    # run: the variables of meta.json
+    run = open_openmeteo(url, "icon_run", layout="run")
+    assert set(run.data_vars) == set(truth_run)
+    np.testing.assert_array_equal(
+        run["temperature_2m"].values, np.moveaxis(truth_run["temperature_2m"], -1, 0)
+    )
+    # Without listings, only derived (missing) files are NaN: a listed store raises instead.
+    (local / f"data/icon_mini/temperature_2m/chunk_{N0 + 1}.om").unlink()
+    ds = open_openmeteo(url, "icon_mini", "temperature_2m", start="2024-01-01", end="2024-01-02")
+    assert np.isnan(ds["temperature_2m"].values[NT:]).all()
 
 
 # --------------------------------------------------------------------------- misc

@@ -14,7 +14,11 @@ for three layouts (``openmeteo-data.md``):
     chunk indices, other files are never opened. v3 files are ``[ny, nx,
     (members,) T]``; legacy v1/v2 files ``[ny * nx * (members), T]`` are
     reshaped with the grid size (from a v3 sibling, ``grid=`` or the
-    ``crs_wkt`` BBOX). Missing chunk files and not-yet-written steps are NaN.
+    ``crs_wkt`` BBOX). ``year_<YYYY>.om`` files (merged reanalysis years,
+    starting YYYY-01-01T00Z) join the same time axis; where a chunk file
+    overlaps a year file, the chunk file wins. Missing files and
+    not-yet-written steps are NaN. (``master_N.om``, ``rolling.om`` and bias
+    files are not used.)
 ``layout="spatial"``
     ``data_spatial/<model>/<YYYY>/<MM>/<DD>/<HHMM>Z/<valid time>.om``: one
     file per valid time holding every variable, concatenated along ``time``;
@@ -27,8 +31,8 @@ Laziness: opening reads ``meta.json``, lists directories and opens one
 *probe* file per variable (data/, spatial) or the variable files (run) for
 their metadata. Every other file is opened on the first read that touches
 it, and a read fetches only the OM chunks it needs (a point time series over
-a month reads one chunk per monthly file). ``chunks=`` gives dask arrays
-with one dask chunk per file along time by default.
+a month reads one OM chunk from each file overlapping the month). ``chunks=``
+gives dask arrays with one dask chunk per file along time by default.
 
 Grids come from ``crs_wkt`` via :mod:`xarray_om.grids` (2-D
 latitude/longitude for projected grids when pyproj is installed).
@@ -70,6 +74,10 @@ _YEAR_FILE = re.compile(r"^year_(\d{4})\.om$")
 _MEMBER_SUFFIX = re.compile(r"^(?P<base>.+)_member(?P<n>\d+)$")
 _SPATIAL_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(?:_(?P<realm>[^.]+))?\.om$")
 _RUN_DIR = re.compile(r"^\d{4}/\d{2}/\d{2}/\d{4}Z$")
+#: Newest derived chunk paths tried to find a probe file on unlistable stores.
+_GUESS_PROBES = 8
+#: Most chunk files derived for one unlisted open (about 10 years of daily files).
+_MAX_GUESSED = 4000
 #: data_spatial files opened at most to find the arrays of variables=None.
 _SPATIAL_PROBES = 3
 _DATE_ONLY = re.compile(r"^\s*\d{4}(-\d{2}(-\d{2})?)?\s*$")
@@ -237,10 +245,16 @@ class _Store:
         return f"{self.label}/{rel}"
 
     def listdir(self, path: str) -> list[str] | None:
-        """Base names in a folder; None when it does not exist."""
+        """Base names in a folder; None when it does not exist or cannot be listed.
+
+        Plain HTTP mirrors cannot list folders; callers then derive file
+        names from ``meta.json`` instead.
+        """
         try:
             entries = self.fs.ls(path, detail=False)
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        except Exception:  # not listable (HTTP servers without index pages, ...)
             return None
         names = []
         for e in entries:
@@ -355,12 +369,17 @@ class _Piece:
 class _LazyFile:
     """An OM file opened on first use (thread-safe), or handed over already open."""
 
-    def __init__(self, store: _Store, path: str, opened: OmFile | None = None) -> None:
+    def __init__(
+        self, store: _Store, path: str, opened: OmFile | None = None, *, missing_ok: bool = False
+    ) -> None:
         self.store = store
         self.path = path
         self._file = opened
         self._lock = threading.Lock()
         self._closed = False
+        # Paths derived from meta.json (unlisted stores) may not exist: read them as NaN.
+        self.missing_ok = missing_ok
+        self._missing = False
 
     @property
     def name(self) -> str:
@@ -377,6 +396,18 @@ class _LazyFile:
                     f = self._file = self.store.open(self.path)
         return f
 
+    def get_or_none(self) -> OmFile | None:
+        """The file, or None when it does not exist and ``missing_ok`` is set."""
+        if self._missing:
+            return None
+        try:
+            return self.get()
+        except FileNotFoundError:
+            if not self.missing_ok:
+                raise
+            self._missing = True
+            return None
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -385,7 +416,9 @@ class _LazyFile:
             f.close()
 
     def __getstate__(self) -> dict:
-        return {"store": self.store, "path": self.path, "_closed": False, "_file": None}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_file")}
+        state.update(_file=None, _closed=False)
+        return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -408,11 +441,13 @@ class _TimeLastFile(_Piece):
         self.array_path = array_path
         self._checked: OmArray | None = None
 
-    def array(self) -> OmArray:
+    def array(self) -> OmArray | None:
         arr = self._checked
         if arr is not None:
             return arr
-        f = self.lazy.get()
+        f = self.lazy.get_or_none()
+        if f is None:
+            return None
         node = f[self.array_path] if self.array_path else f.root
         if node.kind != "array":
             raise OmFormatError(
@@ -439,6 +474,9 @@ class _TimeLastFile(_Piece):
 
     def read(self, skey: tuple, tkey: Any, sshape: tuple[int, ...]) -> np.ndarray:
         arr = self.array()
+        if arr is None:
+            sizes = [_key_len(k, n) for k, n in zip(skey, self.expect, strict=True)]
+            return np.full((_key_len(tkey, self.ntime), *sizes), np.nan, np.float32)
         if arr.ndim == len(self.expect) + 1:
             block = arr.read((*skey, tkey))
             return np.moveaxis(block, -1, 0)
@@ -485,7 +523,10 @@ class _SpatialFile(_Piece):
         arrays = self._arrays
         if arrays is not None:
             return arrays
-        f = self.lazy.get()
+        f = self.lazy.get_or_none()
+        if f is None:
+            self._arrays = [None] * len(self.names)
+            return self._arrays
         root = f.root
         vt = root.attrs.get(conv.VALID_TIME) if root.kind == "group" else None
         if vt is not None and int(vt) != self.valid_time:
@@ -966,11 +1007,15 @@ def _build_data(
     meta = store.read_json(meta_path) or {}
     meta.update(meta_override)
     folders = store.listdir(model_dir)
+    listed = folders is not None
     if folders is None:
-        parent = store.listdir(store.path("data")) or []
-        raise FileNotFoundError(
-            f"model folder {store.url(model_dir)} not found; models: {_short(parent)}"
-        )
+        if not meta:
+            parent = store.listdir(store.path("data")) or []
+            raise FileNotFoundError(
+                f"model folder {store.url(model_dir)} not found; models: {_short(parent)}"
+            )
+        # An unlistable store (HTTP mirror): trust the names, derive paths from meta.json.
+        folders = list(requested or [])
     if requested is None:
         raise ValueError(
             "layout='data' needs variables=...; variables of "
@@ -987,9 +1032,16 @@ def _build_data(
 
     # List every folder once.
     listings: dict[str, list[_Folder]] = {}
+    guessed = None if listed else _guessed_chunks(store, meta_path, meta, dt, t0, t1)
     for name, members in resolved:
         entries = members if members is not None else [(None, name)]
-        per = [_list_folder(store, posixpath.join(model_dir, f), m) for m, f in entries]
+        if guessed is None:
+            per = [_list_folder(store, posixpath.join(model_dir, f), m) for m, f in entries]
+        else:
+            per = [
+                _Folder(m, {n: posixpath.join(model_dir, f, f"chunk_{n}.om") for n in guessed}, {})
+                for m, f in entries
+            ]
         if not any(f.chunks or f.years for f in per):
             raise FileNotFoundError(
                 "no chunk_<N>.om or year_<YYYY>.om files in "
@@ -1005,14 +1057,36 @@ def _build_data(
             chunk_files = [(n, p) for f in per for n, p in f.chunks.items()]
             is_chunk = bool(chunk_files)
             files = chunk_files or [(y, p) for f in per for y, p in f.years.items()]
-            lazy = _LazyFile(store, max(files, key=lambda x: x[0])[1])
-            closers.append(lazy.close)
+            files.sort(key=lambda x: x[0], reverse=True)
+            lazy = None
+            for _, path in files[: 1 if listed else _GUESS_PROBES]:
+                candidate = _LazyFile(store, path, missing_ok=not listed)
+                closers.append(candidate.close)
+                if candidate.get_or_none() is not None:
+                    lazy = candidate
+                    break
+            if lazy is None:
+                raise FileNotFoundError(
+                    f"none of the newest {_GUESS_PROBES} chunk files of {name!r} exist "
+                    f"({store.url(files[0][1])} ...)"
+                )
             root = lazy.get().root
             if root.kind != "array":
                 raise OmFormatError("expected an array root (data/ file)", source=lazy.name)
             probes[name] = (lazy, root, is_chunk)  # type: ignore[assignment]
         return _assemble_data(
-            store, model, listings, probes, meta, dt, t0, t1, grid, use_pyproj, closers
+            store,
+            model,
+            listings,
+            probes,
+            meta,
+            dt,
+            t0,
+            t1,
+            grid,
+            use_pyproj,
+            closers,
+            missing_ok=not listed,
         )
     except BaseException:
         for c in closers:
@@ -1032,6 +1106,8 @@ def _assemble_data(
     grid: tuple[int, int] | None,
     use_pyproj: bool | None,
     closers: list[Callable[[], None]],
+    *,
+    missing_ok: bool = False,
 ) -> _Built:
     crs_wkt = meta.get("crs_wkt")
     # Geometry: a v3 probe gives (ny, nx[, nm]); legacy probes need (ny, nx) from elsewhere.
@@ -1103,7 +1179,8 @@ def _assemble_data(
         def piece_for(sp: _Span, expect=expect, lazy=lazy, files=files) -> _TimeLastFile:
             p = files.get(sp.path)
             if p is None:
-                p = files[sp.path] = _TimeLastFile(_reuse(lazy, store, sp.path), expect, sp.length)
+                lz = _reuse(lazy, store, sp.path, missing_ok)
+                p = files[sp.path] = _TimeLastFile(lz, expect, sp.length)
             return p
 
         pieces: list[_Piece | None] = []
@@ -1202,9 +1279,34 @@ def _members_in_file(
     return nloc // (ny * nx) if nloc != ny * nx else None
 
 
-def _reuse(probe: _LazyFile, store: _Store, path: str) -> _LazyFile:
+def _reuse(probe: _LazyFile, store: _Store, path: str, missing_ok: bool) -> _LazyFile:
     """The probe's already-open file for its own path, else a new lazy file."""
-    return probe if probe.path == path else _LazyFile(store, path)
+    return probe if probe.path == path else _LazyFile(store, path, missing_ok=missing_ok)
+
+
+def _guessed_chunks(
+    store: _Store, meta_path: str, meta: dict, dt: int, t0: int | None, t1: int | None
+) -> list[int]:
+    """Chunk indices covering [t0, t1] when folders cannot be listed (HTTP mirrors)."""
+    ntime = meta.get("chunk_time_length")
+    if not isinstance(ntime, (int, np.integer)) or int(ntime) <= 0:
+        raise FileNotFoundError(
+            f"cannot list the folders of {store.url(posixpath.dirname(meta_path))} and "
+            f"{store.url(meta_path)} has no chunk_time_length to derive file names; pass "
+            "meta={'chunk_time_length': ...} or use a listable store (s3://...)"
+        )
+    if t1 is None:
+        end = meta.get("data_end_time")
+        if not isinstance(end, (int, np.integer)):
+            raise ValueError("this store cannot be listed: pass end=... (and start=...)")
+        t1 = int(end) - 1  # data_end_time is exclusive
+    if t0 is None:
+        raise ValueError("this store cannot be listed: pass start=... to pick the chunk files")
+    span = int(ntime) * dt
+    first, last = t0 // span, t1 // span
+    if last - first > _MAX_GUESSED:
+        raise ValueError(f"{last - first + 1} chunk files between start and end: too many")
+    return list(range(first, last + 1))
 
 
 def _preferred_space(arr: OmArray, ny: int, nx: int, version: int) -> tuple[int, int]:
@@ -1248,24 +1350,32 @@ def _build_spatial(
 ) -> _Built:
     suffix = f"_{realm}" if realm else ""
     base = store.path("data_spatial", model)
-    folder, _ = _resolve_run(store, base, run, f"latest{suffix}.json")
+    folder, latest = _resolve_run(store, base, run, f"latest{suffix}.json")
     run_dir = posixpath.join(base, folder)
     meta_path = posixpath.join(run_dir, f"meta{suffix}.json")
-    meta = store.read_json(meta_path) or {}
+    meta = store.read_json(meta_path) or latest or {}
     names = store.listdir(run_dir)
-    if names is None:
-        runs = store.listdir(base) or []
-        raise FileNotFoundError(f"run folder {store.url(run_dir)} not found (in {runs})")
+    listed = names is not None
     files: dict[int, str] = {}
-    for fname in names:
-        m = _SPATIAL_FILE.match(fname)
-        if not m or (m.group("realm") or None) != (realm or None):
-            continue
-        vt = _to_unix(f"{m.group(1)}T{m.group(2)}:{m.group(3)}")
-        files[vt] = posixpath.join(run_dir, fname)
-    if meta.get("valid_times"):
-        listed = {_parse_iso(v, store.url(meta_path)) for v in meta["valid_times"]}
-        missing = sorted(listed - set(files))
+    if names is None:
+        if not meta.get("valid_times"):
+            runs = store.listdir(base) or []
+            raise FileNotFoundError(f"run folder {store.url(run_dir)} not found (in {runs})")
+        # Unlistable store (HTTP mirror): file names from meta.json's valid times.
+        for v in meta["valid_times"]:
+            vt = _parse_iso(v, store.url(meta_path))
+            stamp = np.datetime64(vt, "s").astype(object)
+            files[vt] = posixpath.join(run_dir, f"{stamp:%Y-%m-%dT%H%M}{suffix}.om")
+    else:
+        for fname in names:
+            m = _SPATIAL_FILE.match(fname)
+            if not m or (m.group("realm") or None) != (realm or None):
+                continue
+            vt = _to_unix(f"{m.group(1)}T{m.group(2)}:{m.group(3)}")
+            files[vt] = posixpath.join(run_dir, fname)
+    if listed and meta.get("valid_times"):
+        expected = {_parse_iso(v, store.url(meta_path)) for v in meta["valid_times"]}
+        missing = sorted(expected - set(files))
         if missing:
             warnings.warn(
                 f"{store.url(run_dir)}: {len(missing)} valid times of meta.json have no file "
@@ -1282,7 +1392,7 @@ def _build_spatial(
     closers: list[Callable[[], None]] = []
     try:
         return _assemble_spatial(
-            store, model, requested, times, files, meta, run_dir, use_pyproj, closers
+            store, model, requested, times, files, meta, run_dir, use_pyproj, closers, listed
         )
     except BaseException:
         for c in closers:
@@ -1300,12 +1410,19 @@ def _assemble_spatial(
     run_dir: str,
     use_pyproj: bool | None,
     closers: list[Callable[[], None]],
+    listed: bool,
 ) -> _Built:
-    lazies = {t: _LazyFile(store, files[t]) for t in times}
+    lazies = {t: _LazyFile(store, files[t], missing_ok=not listed) for t in times}
     closers.extend(lz.close for lz in lazies.values())
-    first = lazies[times[0]].get().root
+    # Derived names (unlisted stores) may not exist yet: the first existing file leads.
+    present = [
+        t for t in times[: 1 if listed else _GUESS_PROBES] if lazies[t].get_or_none() is not None
+    ]
+    if not present:
+        raise FileNotFoundError(f"no data_spatial file of {store.url(run_dir)} exists yet")
+    first = lazies[present[0]].get().root
     if first.kind != "group":
-        raise OmFormatError("data_spatial files have a group root", source=lazies[times[0]].name)
+        raise OmFormatError("data_spatial files have a group root", source=lazies[present[0]].name)
     available = meta.get("variables") or [c.name for c in first.children if c.kind == "array"]
     resolved = _resolve_variables(requested, list(available), store.url(run_dir))
     stored = {n for name, mem in resolved for n in ([name] if mem is None else [s for _, s in mem])}
@@ -1315,7 +1432,10 @@ def _assemble_spatial(
     for i, t in enumerate(times):
         if requested is None and i >= _SPATIAL_PROBES:
             break
-        root = lazies[t].get().root
+        f = lazies[t].get_or_none()
+        if f is None:
+            continue
+        root = f.root
         for c in root.children:
             if c.kind == "array" and c.name in stored and c.name not in probes:
                 probes[c.name] = c  # type: ignore[assignment]
@@ -1433,13 +1553,16 @@ def _build_run(
     use_pyproj: bool | None,
 ) -> _Built:
     base = store.path("data_run", model)
-    folder, _ = _resolve_run(store, base, run, "latest.json")
+    folder, latest = _resolve_run(store, base, run, "latest.json")
     run_dir = posixpath.join(base, folder)
-    meta = store.read_json(posixpath.join(run_dir, "meta.json")) or {}
+    meta = store.read_json(posixpath.join(run_dir, "meta.json")) or latest or {}
     names = store.listdir(run_dir)
-    if names is None:
+    if names is not None:
+        on_disk = [n[:-3] for n in names if n.endswith(".om")]
+    elif meta.get("variables"):  # unlistable store: the variables of meta.json
+        on_disk = [str(v) for v in meta["variables"]]
+    else:
         raise FileNotFoundError(f"run folder {store.url(run_dir)} not found")
-    on_disk = [n[:-3] for n in names if n.endswith(".om")]
     resolved = _resolve_variables(requested, on_disk, store.url(run_dir))
     closers: list[Callable[[], None]] = []
     try:
