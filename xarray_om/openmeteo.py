@@ -121,7 +121,10 @@ def open_openmeteo(
     root
         Bucket root holding ``data/``, ``data_spatial/``, ``data_run/``: a
         local folder, ``s3://openmeteo`` (pass ``storage_options={"anon":
-        True}``), ``https://openmeteo.s3.amazonaws.com`` or any fsspec URL.
+        True}``) or any fsspec URL. Stores that cannot list folders (plain
+        HTTP mirrors such as ``https://openmeteo.s3.amazonaws.com``) work
+        from the ``meta.json`` files: file names are derived (data/ then
+        needs ``start``), and derived files that do not exist read as NaN.
     model
         Model folder name, e.g. ``"dwd_icon"``, ``"ecmwf_ifs025"``.
     variables
@@ -131,13 +134,14 @@ def open_openmeteo(
         present, is member 0). None: every variable listed in the run's
         ``meta.json`` (spatial, run); required for ``layout="data"``.
     layout
-        ``"data"`` (time-series chunks), ``"spatial"`` (one file per valid
-        time) or ``"run"`` (one file per variable and run).
+        ``"data"`` (time-series ``chunk_N.om`` and ``year_YYYY.om`` files),
+        ``"spatial"`` (one file per valid time) or ``"run"`` (one file per
+        variable and run).
     start, end
         Time range to open (inclusive; anything ``pandas.Timestamp``
         accepts; naive means UTC; a date-only ``end`` such as ``"2024-01-31"``
-        means the end of that day). data/: only chunk files overlapping the
-        range are used. Default: everything available.
+        means the end of that day). Only files overlapping the range are
+        used. Default: everything available.
     run
         spatial/run layouts: ``"latest"`` (read ``latest.json``), a time
         (``"2024-06-01T12:00"``, datetime...) or a run folder
