@@ -840,6 +840,9 @@ class _DistributedExecutor:
             return _FutureGroup(self.client.compute(list(job.blocks)))
         return self._local.submit(job, plan, on_clamp)
 
+    def close(self) -> None:
+        self._local.close()
+
 
 class _FutureGroup:
     """The futures of one job's blocks, resolved together."""
@@ -853,9 +856,6 @@ class _FutureGroup:
     def cancel(self) -> None:
         for f in self.futures:
             f.cancel()
-
-    def close(self) -> None:
-        self._local.close()
 
 
 def _run_job(job: _Job, plan: _Plan, on_clamp: str) -> list:
