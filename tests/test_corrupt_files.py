@@ -5,7 +5,7 @@ truncation point; every cut of the body with the trailer kept; random byte,
 bit and 64-bit field corruptions, biased to the metadata at the tail) and then
 opened with :class:`xarray_om.format.reader.OmFile`, its whole tree walked
 (names, attributes, scalar values) and its arrays read (whole when small,
-corners otherwise). Each case must either succeed or raise an
+corners otherwise); a smaller set goes through ``xr.open_dataset`` + ``load``. Each case must either succeed or raise an
 :class:`xarray_om.errors.OmError`; truncated files that still read must give
 exactly the original values.
 
@@ -19,7 +19,9 @@ file must be rejected before any allocation can fail).
 Environment: ``XARRAY_OM_CORRUPT_FLIPS`` random corruptions per fixture
 (default 200; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
 k-th body position, default 3; 1 for all), ``XARRAY_OM_CORRUPT_SEED``
-(default 0). On failure the case and a command reproducing it are printed.
+(default 0), ``XARRAY_OM_CORRUPT_BACKEND_FLIPS`` (cases per fixture through the
+xarray backend, default 40). On failure the case and a command reproducing it
+are printed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import pytest
 HERE = Path(__file__).resolve()
 FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "200"))
 CUT_STEP = int(os.environ.get("XARRAY_OM_CORRUPT_CUT_STEP", "3"))
+BACKEND_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_BACKEND_FLIPS", "40"))
 SEED = int(os.environ.get("XARRAY_OM_CORRUPT_SEED", "0"))
 TRAILER = 24
 CASE_SECONDS = 5
@@ -123,6 +126,10 @@ def cases(family: str, blob: bytes, name: str, seed: int) -> Iterator[tuple[str,
         for i in range(FLIPS):
             rng = random.Random(f"{seed}/{name}/{i}")
             yield f"flip:{i}", flip_case(blob, rng)
+    elif family == "backend":
+        for i in range(BACKEND_FLIPS):
+            rng = random.Random(f"{seed}/backend/{name}/{i}")
+            yield f"backend:{i}", flip_case(blob, rng)
     else:
         raise ValueError(family)
 
@@ -177,6 +184,20 @@ def exercise(data: bytes) -> dict[str, bytes]:
     return values
 
 
+def exercise_backend(data: bytes, scratch: Path) -> dict[str, bytes]:
+    """The same through the xarray backend: open_dataset + load (CF decoding included)."""
+    import warnings
+
+    import xarray as xr
+
+    scratch.write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with xr.open_dataset(scratch, engine="xarray_om") as ds:
+            ds.load()
+    return {}
+
+
 def run_worker(job: dict) -> dict:
     """Run every case of ``job``; returns a summary (used in the subprocess)."""
     import resource
@@ -188,6 +209,10 @@ def run_worker(job: dict) -> dict:
     progress = open(job["progress"], "w", buffering=1)
     failures: list[dict] = []
     counts = {"cases": 0, "ok": 0, "om_errors": 0}
+    if "backend" in job["families"]:
+        # Imports and first-use caches of xarray/pandas are not the file's doing.
+        for path in job["files"]:
+            exercise_backend(Path(path).read_bytes(), Path(job["progress"]).with_suffix(".om"))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
     t0 = time.monotonic()
@@ -204,7 +229,10 @@ def run_worker(job: dict) -> dict:
                 signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
                 problem = None
                 try:
-                    got = exercise(data)
+                    if family == "backend":
+                        got = exercise_backend(data, Path(job["progress"]).with_suffix(".om"))
+                    else:
+                        got = exercise(data)
                 except OmError as e:
                     counts["om_errors"] += 1
                     if "out of memory" in str(e):
@@ -323,6 +351,15 @@ def test_random_corruptions(fixtures_dir: Path, tmp_path: Path) -> None:
     assert summary["ok"] > 0.05 * summary["cases"]
 
 
+def test_random_corruptions_xarray_backend(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Corrupt files through ``xr.open_dataset(engine="xarray_om")`` and ``load()``:
+    names, dimensions, attributes and CF decoding see the damage too."""
+    summary = _run(fixtures_dir, ["backend"], tmp_path, timeout=max(600, 10 * BACKEND_FLIPS))
+    _check(summary, fixtures_dir)
+    assert summary["cases"] == BACKEND_FLIPS * len(list(fixtures_dir.glob("*.om")))
+    assert summary["om_errors"] > 0.1 * summary["cases"]
+
+
 def _main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         print(json.dumps(run_worker(json.loads(argv[1]))))
@@ -332,7 +369,10 @@ def _main(argv: list[str]) -> None:
         out = Path(f"corrupt-{Path(path).stem}-{case_id.replace(':', '-')}.om")
         out.write_bytes(data)
         print(f"wrote {out}; exercising it in-process")
-        exercise(data)
+        if family == "backend":
+            exercise_backend(data, out)
+        else:
+            exercise(data)
     else:
         sys.exit(
             f"usage: {argv[0] if argv else 'test_corrupt_files.py'} worker JOB | "
