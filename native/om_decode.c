@@ -92,6 +92,7 @@ static void xor_range(uint8_t *q, size_t s, size_t e, size_t dist, int level)
 /* ------------------------------------------------------------------------ */
 /* Inverse value step (codec spec 2.5): float32 / float64 operations, one     */
 /* rounding per operation, so the SIMD kernels are bit-identical to C.        */
+/* q and out may be the same buffer (in place; elementwise, loads first).     */
 
 static void conv16_c(const uint16_t *q, float *out, size_t n, float sf, float ao)
 {
@@ -137,47 +138,62 @@ static void conv16_log_c(const uint16_t *q, float *out, size_t n, float sf, log_
     }
 }
 
-/* int32 -> float32 in place (the buffer holds int32 on entry). */
-static void conv32_c(uint32_t *q, size_t n, float sf, float ao)
+static void conv32_c(const uint32_t *q, float *out, size_t n, float sf, float ao)
 {
     for (size_t i = 0; i < n; i++) {
         const int32_t v = (int32_t)q[i];
         const float f = v == INT32_MAX ? f32_bits(NAN32_BITS) : (float)v / sf - ao;
-        memcpy(q + i, &f, 4);
+        memcpy(out + i, &f, 4); /* out may alias q */
     }
 }
 
-static void conv64_c(uint64_t *q, size_t n, double sf, double ao)
+static void conv64_c(const uint64_t *q, double *out, size_t n, double sf, double ao)
 {
     for (size_t i = 0; i < n; i++) {
         const int64_t v = (int64_t)q[i];
         const double d = v == INT64_MAX ? f64_bits(NAN64_BITS) : (double)v / sf - ao;
-        memcpy(q + i, &d, 8);
+        memcpy(out + i, &d, 8);
     }
 }
 
 #if OM_X86
+/* The vector loops leave a tail of fewer than one vector. When q and out are
+ * different buffers the tail is done by redoing the last whole vector (the
+ * conversion is a pure function of q), otherwise in C. */
+#define CONV_TAIL(VEC, BODY, CFUN, ...)                                 \
+    if (i < n) {                                                        \
+        if ((const void *)q != (const void *)out && n >= (VEC)) {       \
+            i = n - (VEC);                                              \
+            BODY                                                        \
+        } else {                                                        \
+            CFUN(q + i, out + i, n - i, __VA_ARGS__);                   \
+        }                                                               \
+    }
+
 static void conv16_sse2(const uint16_t *q, float *out, size_t n, float sf, float ao)
 {
     const __m128 vsf = _mm_set1_ps(sf), vao = _mm_set1_ps(ao);
     const __m128 vnan = _mm_castsi128_ps(_mm_set1_epi32((int)NAN32_BITS));
     const __m128i sent = _mm_set1_epi16(32767);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m128i x = _mm_loadu_si128((const __m128i *)(q + i));
-        const __m128i isn = _mm_cmpeq_epi16(x, sent);
-        const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16);
-        const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(x, x), 16);
-        __m128 flo = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(lo), vsf), vao);
-        __m128 fhi = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(hi), vsf), vao);
-        const __m128 mlo = _mm_castsi128_ps(_mm_unpacklo_epi16(isn, isn));
-        const __m128 mhi = _mm_castsi128_ps(_mm_unpackhi_epi16(isn, isn));
-        flo = _mm_or_ps(_mm_and_ps(mlo, vnan), _mm_andnot_ps(mlo, flo));
-        fhi = _mm_or_ps(_mm_and_ps(mhi, vnan), _mm_andnot_ps(mhi, fhi));
-        _mm_storeu_ps(out + i, flo);
-        _mm_storeu_ps(out + i + 4, fhi);
+#define CONV16_SSE2_BODY                                                               \
+    {                                                                                  \
+        const __m128i x = _mm_loadu_si128((const __m128i *)(q + i));                   \
+        const __m128i isn = _mm_cmpeq_epi16(x, sent);                                  \
+        const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16);               \
+        const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(x, x), 16);               \
+        __m128 flo = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(lo), vsf), vao);            \
+        __m128 fhi = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(hi), vsf), vao);            \
+        const __m128 mlo = _mm_castsi128_ps(_mm_unpacklo_epi16(isn, isn));             \
+        const __m128 mhi = _mm_castsi128_ps(_mm_unpackhi_epi16(isn, isn));             \
+        flo = _mm_or_ps(_mm_and_ps(mlo, vnan), _mm_andnot_ps(mlo, flo));               \
+        fhi = _mm_or_ps(_mm_and_ps(mhi, vnan), _mm_andnot_ps(mhi, fhi));               \
+        _mm_storeu_ps(out + i, flo);                                                   \
+        _mm_storeu_ps(out + i + 4, fhi);                                               \
     }
-    conv16_c(q + i, out + i, n - i, sf, ao);
+    for (; i + 8 <= n; i += 8)
+        CONV16_SSE2_BODY
+    CONV_TAIL(8, CONV16_SSE2_BODY, conv16_c, sf, ao)
 }
 
 __attribute__((target("avx2"))) static void conv16_avx2(const uint16_t *q, float *out, size_t n,
@@ -187,52 +203,64 @@ __attribute__((target("avx2"))) static void conv16_avx2(const uint16_t *q, float
     const __m256 vnan = _mm256_castsi256_ps(_mm256_set1_epi32((int)NAN32_BITS));
     const __m256i sent = _mm256_set1_epi32(32767);
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m256i a = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
-        const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(q + i + 8)));
-        const __m256 fa = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(a), vsf), vao);
-        const __m256 fb = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(b), vsf), vao);
-        _mm256_storeu_ps(out + i, _mm256_blendv_ps(fa, vnan, _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, sent))));
-        _mm256_storeu_ps(out + i + 8, _mm256_blendv_ps(fb, vnan, _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, sent))));
+#define CONV16_AVX2_BODY                                                                       \
+    {                                                                                          \
+        const __m256i a = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(q + i)));     \
+        const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(q + i + 8))); \
+        const __m256 fa = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(a), vsf), vao);       \
+        const __m256 fb = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(b), vsf), vao);       \
+        _mm256_storeu_ps(out + i, _mm256_blendv_ps(fa, vnan, _mm256_castsi256_ps(              \
+                                                                 _mm256_cmpeq_epi32(a, sent)))); \
+        _mm256_storeu_ps(out + i + 8, _mm256_blendv_ps(fb, vnan, _mm256_castsi256_ps(          \
+                                                                     _mm256_cmpeq_epi32(b, sent)))); \
     }
-    conv16_c(q + i, out + i, n - i, sf, ao);
+    for (; i + 16 <= n; i += 16)
+        CONV16_AVX2_BODY
+    CONV_TAIL(16, CONV16_AVX2_BODY, conv16_c, sf, ao)
 }
 
-static void conv32_sse2(uint32_t *q, size_t n, float sf, float ao)
+static void conv32_sse2(const uint32_t *q, float *out, size_t n, float sf, float ao)
 {
     const __m128 vsf = _mm_set1_ps(sf), vao = _mm_set1_ps(ao);
     const __m128 vnan = _mm_castsi128_ps(_mm_set1_epi32((int)NAN32_BITS));
     const __m128i sent = _mm_set1_epi32(INT32_MAX);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const __m128i x = _mm_loadu_si128((const __m128i *)(q + i));
-        const __m128 m = _mm_castsi128_ps(_mm_cmpeq_epi32(x, sent));
-        const __m128 f = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(x), vsf), vao);
-        _mm_storeu_si128((__m128i *)(q + i),
-                         _mm_castps_si128(_mm_or_ps(_mm_and_ps(m, vnan), _mm_andnot_ps(m, f))));
+#define CONV32_SSE2_BODY                                                                    \
+    {                                                                                       \
+        const __m128i x = _mm_loadu_si128((const __m128i *)(q + i));                        \
+        const __m128 m = _mm_castsi128_ps(_mm_cmpeq_epi32(x, sent));                        \
+        const __m128 f = _mm_sub_ps(_mm_div_ps(_mm_cvtepi32_ps(x), vsf), vao);              \
+        _mm_storeu_ps(out + i, _mm_or_ps(_mm_and_ps(m, vnan), _mm_andnot_ps(m, f)));        \
     }
-    conv32_c(q + i, n - i, sf, ao);
+    for (; i + 4 <= n; i += 4)
+        CONV32_SSE2_BODY
+    CONV_TAIL(4, CONV32_SSE2_BODY, conv32_c, sf, ao)
 }
 
-__attribute__((target("avx2"))) static void conv32_avx2(uint32_t *q, size_t n, float sf, float ao)
+__attribute__((target("avx2"))) static void conv32_avx2(const uint32_t *q, float *out, size_t n,
+                                                        float sf, float ao)
 {
     const __m256 vsf = _mm256_set1_ps(sf), vao = _mm256_set1_ps(ao);
     const __m256 vnan = _mm256_castsi256_ps(_mm256_set1_epi32((int)NAN32_BITS));
     const __m256i sent = _mm256_set1_epi32(INT32_MAX);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(q + i));
-        const __m256 f = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(x), vsf), vao);
-        const __m256 r = _mm256_blendv_ps(f, vnan, _mm256_castsi256_ps(_mm256_cmpeq_epi32(x, sent)));
-        _mm256_storeu_si256((__m256i *)(q + i), _mm256_castps_si256(r));
+#define CONV32_AVX2_BODY                                                                      \
+    {                                                                                         \
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(q + i));                       \
+        const __m256 f = _mm256_sub_ps(_mm256_div_ps(_mm256_cvtepi32_ps(x), vsf), vao);       \
+        _mm256_storeu_ps(out + i, _mm256_blendv_ps(f, vnan, _mm256_castsi256_ps(              \
+                                                                _mm256_cmpeq_epi32(x, sent)))); \
     }
-    conv32_c(q + i, n - i, sf, ao);
+    for (; i + 8 <= n; i += 8)
+        CONV32_AVX2_BODY
+    CONV_TAIL(8, CONV32_AVX2_BODY, conv32_c, sf, ao)
 }
 
 /* int64 -> float64 without AVX-512: q = hi * 2^32 + lo with hi signed and lo
  * unsigned 32-bit; both convert exactly, hi * 2^32 is exact, and the one
  * rounding of the sum is the rounding of (double)q. */
-__attribute__((target("avx2"))) static void conv64_avx2(uint64_t *q, size_t n, double sf, double ao)
+__attribute__((target("avx2"))) static void conv64_avx2(const uint64_t *q, double *out, size_t n,
+                                                        double sf, double ao)
 {
     const __m256d vsf = _mm256_set1_pd(sf), vao = _mm256_set1_pd(ao);
     const __m256d vnan = _mm256_castsi256_pd(_mm256_set1_epi64x((long long)NAN64_BITS));
@@ -242,17 +270,20 @@ __attribute__((target("avx2"))) static void conv64_avx2(uint64_t *q, size_t n, d
     const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
     const __m256d two32 = _mm256_set1_pd(4294967296.0);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(q + i));
-        const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, odd));
-        const __m256d dhi = _mm256_mul_pd(_mm256_cvtepi32_pd(hi), two32);
-        const __m256d dlo = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_blend_epi32(x, magic, 0xAA)), two52);
-        const __m256d d = _mm256_add_pd(dhi, dlo);
-        const __m256d f = _mm256_sub_pd(_mm256_div_pd(d, vsf), vao);
-        const __m256d r = _mm256_blendv_pd(f, vnan, _mm256_castsi256_pd(_mm256_cmpeq_epi64(x, sent)));
-        _mm256_storeu_si256((__m256i *)(q + i), _mm256_castpd_si256(r));
+#define CONV64_AVX2_BODY                                                                        \
+    {                                                                                           \
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(q + i));                         \
+        const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, odd));         \
+        const __m256d dhi = _mm256_mul_pd(_mm256_cvtepi32_pd(hi), two32);                       \
+        const __m256d dlo =                                                                     \
+            _mm256_sub_pd(_mm256_castsi256_pd(_mm256_blend_epi32(x, magic, 0xAA)), two52);      \
+        const __m256d f = _mm256_sub_pd(_mm256_div_pd(_mm256_add_pd(dhi, dlo), vsf), vao);      \
+        _mm256_storeu_pd(out + i, _mm256_blendv_pd(f, vnan, _mm256_castsi256_pd(                \
+                                                                _mm256_cmpeq_epi64(x, sent)))); \
     }
-    conv64_c(q + i, n - i, sf, ao);
+    for (; i + 4 <= n; i += 4)
+        CONV64_AVX2_BODY
+    CONV_TAIL(4, CONV64_AVX2_BODY, conv64_c, sf, ao)
 }
 #endif
 
@@ -266,50 +297,70 @@ static void conv16(const uint16_t *q, float *out, size_t n, float sf, float ao, 
     conv16_c(q, out, n, sf, ao);
 }
 
-static void conv32(uint32_t *q, size_t n, float sf, float ao, int level)
+static void conv32(const uint32_t *q, float *out, size_t n, float sf, float ao, int level)
 {
 #if OM_X86
-    if (level >= 3) { conv32_avx2(q, n, sf, ao); return; }
-    if (level >= 1) { conv32_sse2(q, n, sf, ao); return; }
+    if (level >= 3) { conv32_avx2(q, out, n, sf, ao); return; }
+    if (level >= 1) { conv32_sse2(q, out, n, sf, ao); return; }
 #endif
     (void)level;
-    conv32_c(q, n, sf, ao);
+    conv32_c(q, out, n, sf, ao);
 }
 
-static void conv64(uint64_t *q, size_t n, double sf, double ao, int level)
+static void conv64(const uint64_t *q, double *out, size_t n, double sf, double ao, int level)
 {
 #if OM_X86
-    if (level >= 3) { conv64_avx2(q, n, sf, ao); return; }
+    if (level >= 3) { conv64_avx2(q, out, n, sf, ao); return; }
 #endif
     (void)level;
-    conv64_c(q, n, sf, ao);
+    conv64_c(q, out, n, sf, ao);
 }
 
 /* ------------------------------------------------------------------------ */
 /* One chunk                                                                  */
 
 /* Converts decoded integers to floats while the stream decoder runs, in
- * batches of whole vectors so the integers are still in cache. In place
- * (W = 32/64) the integers of element i are needed until element i + L is
- * filtered, so conversion lags one row behind. */
+ * batches of whole vectors so the integers are still in cache. The output is
+ * either contiguous or, for decode_select, row r of the chunk goes to
+ * out + row_off[r] (elements). In place (q == out) the integers of element i
+ * are needed until element i + L is filtered, so conversion lags one row. */
 typedef struct {
-    int kind; /* 0: int16 -> float (q separate), 1: int16 log, 2: int32 in place, 3: int64 in place */
-    const uint16_t *q;
+    int kind; /* 0: int16 -> float32, 1: int16 log, 2: int32 -> float32, 3: int64 -> float64 */
+    const void *q;
     void *out;
-    size_t lag, done;
+    const uint64_t *row_off; /* NULL: contiguous */
+    size_t L, lag, done;
     float sf, ao;
     int level;
     log_memo_t *memo;
 } conv_ctx_t;
 
+static void conv_run(conv_ctx_t *c, size_t s, void *dst, size_t k)
+{
+    switch (c->kind) {
+    case 0: conv16((const uint16_t *)c->q + s, (float *)dst, k, c->sf, c->ao, c->level); break;
+    case 1: conv16_log_c((const uint16_t *)c->q + s, (float *)dst, k, c->sf, c->memo); break;
+    case 2: conv32((const uint32_t *)c->q + s, (float *)dst, k, c->sf, c->ao, c->level); break;
+    default:
+        conv64((const uint64_t *)c->q + s, (double *)dst, k, (double)c->sf, (double)c->ao, c->level);
+        break;
+    }
+}
+
 static void conv_upto(conv_ctx_t *c, size_t upto)
 {
-    const size_t k = upto - c->done;
-    switch (c->kind) {
-    case 0: conv16(c->q + c->done, (float *)c->out + c->done, k, c->sf, c->ao, c->level); break;
-    case 1: conv16_log_c(c->q + c->done, (float *)c->out + c->done, k, c->sf, c->memo); break;
-    case 2: conv32((uint32_t *)c->out + c->done, k, c->sf, c->ao, c->level); break;
-    default: conv64((uint64_t *)c->out + c->done, k, (double)c->sf, (double)c->ao, c->level); break;
+    const size_t es = c->kind == 3 ? 8 : 4;
+    size_t s = c->done;
+    if (c->row_off == NULL) {
+        if (upto > s)
+            conv_run(c, s, (uint8_t *)c->out + s * es, upto - s);
+    } else {
+        while (s < upto) { /* row by row */
+            const size_t r = s / c->L, col = s % c->L;
+            const size_t k = c->L - col < upto - s ? c->L - col : upto - s;
+            conv_run(c, s, (uint8_t *)c->out + (size_t)(c->row_off[r] + col) * es, k);
+            s += k;
+        }
     }
     c->done = upto;
 }
@@ -320,20 +371,35 @@ static void conv_sink(void *ctx, size_t avail)
     if (avail <= c->lag)
         return;
     const size_t ready = avail - c->lag - c->done;
-    if (ready >= 1024)
-        conv_upto(c, c->done + (ready & ~(size_t)15));
+    if (c->row_off ? ready >= 1024 && ready >= c->L : ready >= 1024)
+        conv_upto(c, c->row_off ? avail - c->lag - (avail - c->lag) % c->L
+                                : c->done + (ready & ~(size_t)15));
 }
 
-int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float add_offset,
-                        int flags, const uint8_t *in, size_t in_len, size_t n, size_t row_len,
-                        void *out, void *scratch, size_t scratch_len)
+/* 64-byte aligned sub-buffer of scratch at byte offset *used, or NULL. */
+static void *scratch_take(void *scratch, size_t scratch_len, size_t *used, size_t bytes)
 {
-    if (om_check_pair(dtype, compression) != OM_OK)
-        return OM_E_INVALID;
-    if (n == 0 || row_len == 0 || n % row_len != 0)
-        return OM_E_GEOMETRY;
-    if (out == NULL || (in == NULL && in_len))
-        return OM_E_INVALID;
+    const uintptr_t base = (uintptr_t)scratch;
+    const uintptr_t a = (base + *used + 63) & ~(uintptr_t)63;
+    if (scratch == NULL || a - base > scratch_len || scratch_len - (a - base) < bytes)
+        return NULL;
+    *used = a - base + bytes;
+    return (void *)a;
+}
+
+/* Whether (dtype, compression) decodes through the value step (and so can
+ * write its output rows anywhere). */
+static int converts(int dtype, int compression)
+{
+    return compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG ||
+           (compression == OM_PFOR && (dtype == OM_FLOAT || dtype == OM_DOUBLE));
+}
+
+static int64_t decode_chunk_impl(int dtype, int compression, float scale_factor, float add_offset,
+                                 int flags, const uint8_t *in, size_t in_len, size_t n,
+                                 size_t row_len, void *out, const uint64_t *row_off,
+                                 void *scratch, size_t scratch_len)
+{
     const int level = om_simd_level();
     const size_t L = row_len;
     const size_t F = L < n ? L : 0; /* delta2d row length, 0 if there is one row */
@@ -350,42 +416,56 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
         xor_range((uint8_t *)out, 4 * L, 4 * n, 4 * L, level);
         return r;
     }
-
-    conv_ctx_t c = {0, NULL, out, 0, 0, scale_factor, add_offset, level, NULL};
-    log_memo_t memo;
-    if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
-        /* the int16 values live in scratch, aligned for 16-bit access */
-        const uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
-        if (scratch == NULL || a - (uintptr_t)scratch > scratch_len ||
-            (scratch_len - (a - (uintptr_t)scratch)) / 2 < n)
-            return OM_E_OUTPUT;
-        c.kind = compression == OM_PFOR_INT16 ? 0 : 1;
-        c.q = (const uint16_t *)a;
-        /* memo after the int16 values, if the scratch is large enough */
-        const uintptr_t mem = (a + 2 * n + 63) & ~(uintptr_t)63;
-        if (c.kind == 1 && n >= 512 &&
-            mem + LOG_MEMO_BYTES <= (uintptr_t)scratch + scratch_len) {
-            memo.val = (float *)mem;
-            memo.known = (uint8_t *)(mem + 4 * LOG_MEMO_N);
-            memset(memo.known, 0, LOG_MEMO_N);
-            c.memo = &memo;
-        }
-        r = om_pfor_decode_rows(in, in_len, n, 1, 16, (void *)a, F, conv_sink, &c);
-    } else if (dtype == OM_FLOAT) {
-        c.kind = 2;
-        c.lag = F;
-        r = om_pfor_decode_rows(in, in_len, n, 1, 32, out, F, conv_sink, &c);
-    } else if (dtype == OM_DOUBLE) {
-        c.kind = 3;
-        c.lag = F;
-        r = om_pfor_decode_rows(in, in_len, n, 1, 64, out, F, conv_sink, &c);
-    } else { /* integer arrays: no value step */
+    if (!converts(dtype, compression)) { /* integer arrays: no value step */
         const int zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
         return om_pfor_decode_rows(in, in_len, n, zz, (int)om_dtype_size(dtype) * 8, out, F, NULL, NULL);
     }
+
+    conv_ctx_t c = {0, NULL, out, row_off, L, 0, 0, scale_factor, add_offset, level, NULL};
+    log_memo_t memo;
+    size_t used = 0;
+    int width;
+    if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
+        c.kind = compression == OM_PFOR_INT16 ? 0 : 1;
+        width = 16;
+    } else {
+        c.kind = dtype == OM_FLOAT ? 2 : 3;
+        width = dtype == OM_FLOAT ? 32 : 64;
+    }
+    if (c.kind <= 1 || row_off != NULL) { /* integers in scratch, floats to out */
+        c.q = scratch_take(scratch, scratch_len, &used, n * (size_t)(width / 8));
+        if (c.q == NULL)
+            return OM_E_OUTPUT;
+    } else { /* in place */
+        c.q = out;
+        c.lag = F;
+    }
+    if (c.kind == 1 && n >= 512) {
+        memo.val = (float *)scratch_take(scratch, scratch_len, &used, LOG_MEMO_BYTES);
+        if (memo.val != NULL) {
+            memo.known = (uint8_t *)(memo.val + LOG_MEMO_N);
+            memset(memo.known, 0, LOG_MEMO_N);
+            c.memo = &memo;
+        }
+    }
+    r = om_pfor_decode_rows(in, in_len, n, 1, width, (void *)c.q, F, conv_sink, &c);
     if (r >= 0)
         conv_upto(&c, n);
     return r;
+}
+
+int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float add_offset,
+                        int flags, const uint8_t *in, size_t in_len, size_t n, size_t row_len,
+                        void *out, void *scratch, size_t scratch_len)
+{
+    if (om_check_pair(dtype, compression) != OM_OK)
+        return OM_E_INVALID;
+    if (n == 0 || row_len == 0 || n % row_len != 0)
+        return OM_E_GEOMETRY;
+    if (out == NULL || (in == NULL && in_len))
+        return OM_E_INVALID;
+    return decode_chunk_impl(dtype, compression, scale_factor, add_offset, flags, in, in_len, n,
+                             row_len, out, NULL, scratch, scratch_len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -421,8 +501,9 @@ int om_lut_decode(const uint8_t *in, size_t in_len, size_t n_entries, uint64_t s
 /* Many chunks into one selection                                             */
 
 typedef struct {
-    int64_t v;  /* global index along the dimension */
-    uint64_t i; /* output position */
+    int64_t v;    /* global index along the dimension */
+    uint64_t i;   /* output position */
+    uint64_t end; /* last index of the run of pairs from here on with v and i both +1 */
 } selpair_t;
 
 static int cmp_selpair(const void *pa, const void *pb)
@@ -433,18 +514,45 @@ static int cmp_selpair(const void *pa, const void *pb)
     return a->i < b->i ? -1 : (a->i > b->i);
 }
 
-/* First index in p[0, len) with p.v >= x (p sorted by v). */
+/* First index in p[0, len) with p.v >= x (p sorted by v); branch-free
+ * steps, the comparisons are unpredictable. */
 static size_t lower_bound(const selpair_t *p, size_t len, int64_t x)
 {
-    size_t lo = 0, hi = len;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (p[mid].v < x)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (len == 0)
+        return 0;
+    const selpair_t *b = p;
+    size_t n = len;
+    while (n > 1) {
+        const size_t half = n / 2;
+        b = b[half - 1].v < x ? b + half : b;
+        n -= half;
     }
-    return lo;
+    return (size_t)(b - p) + (b->v < x);
+}
+
+/* Per dimension: where the selected positions of each chunk coordinate start
+ * in the sorted pairs, tabulated over the coordinates the selection spans
+ * when that span is small; otherwise binary search. */
+typedef struct {
+    const selpair_t *p;
+    size_t len;
+    uint64_t chunk;
+    uint64_t c0, span; /* first coordinate, number tabulated (0: none) */
+    const uint64_t *tab; /* span + 1 entries: tab[c - c0] = first pair of coordinate c */
+} dimsel_t;
+
+static void dim_range(const dimsel_t *ds, uint64_t c, uint64_t start, uint64_t len, uint64_t *lo,
+                      uint64_t *hi)
+{
+    if (ds->span && c >= ds->c0 && c - ds->c0 < ds->span) {
+        *lo = ds->tab[c - ds->c0];
+        *hi = ds->tab[c - ds->c0 + 1];
+    } else if (ds->span) { /* outside the selection's span: nothing selected */
+        *lo = *hi = 0;
+    } else {
+        *lo = lower_bound(ds->p, ds->len, (int64_t)start);
+        *hi = lower_bound(ds->p, ds->len, (int64_t)(start + len));
+    }
 }
 
 typedef struct {
@@ -458,15 +566,15 @@ OM_INLINE int mul_ovf(uint64_t a, uint64_t b, uint64_t *r)
     return __builtin_mul_overflow(a, b, r);
 }
 
-/* Copy one run of `len` elements of size es. */
+/* Copy one run of `len` elements of size es (short runs without a call). */
 OM_INLINE void copy_run(uint8_t *dst, const uint8_t *src, uint64_t len, size_t es)
 {
-    if (len == 1) {
+    if (len <= 8) {
         switch (es) {
-        case 1: *dst = *src; return;
-        case 2: memcpy(dst, src, 2); return;
-        case 4: memcpy(dst, src, 4); return;
-        default: memcpy(dst, src, 8); return;
+        case 1: for (uint64_t t = 0; t < len; t++) dst[t] = src[t]; return;
+        case 2: for (uint64_t t = 0; t < len; t++) memcpy(dst + 2 * t, src + 2 * t, 2); return;
+        case 4: for (uint64_t t = 0; t < len; t++) memcpy(dst + 4 * t, src + 4 * t, 4); return;
+        default: for (uint64_t t = 0; t < len; t++) memcpy(dst + 8 * t, src + 8 * t, 8); return;
         }
     }
     memcpy(dst, src, (size_t)len * es);
@@ -514,7 +622,7 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
         ostride[d - 1] = ostride[d] * sel_len[d];
 
     /* Pass 1: validate the listed chunks and size the buffers. */
-    uint64_t max_count = 0;
+    uint64_t max_count = 0, max_rows = 0;
     for (size_t k = 0; k < n; k++) {
         uint64_t idx = chunk_idx[k];
         if (idx >= n_chunks) {
@@ -544,13 +652,17 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
         }
         if (count > max_count)
             max_count = count;
+        const uint64_t last = a->dims[D - 1] - (chunk_idx[k] % nchk[D - 1]) * a->chunks[D - 1];
+        const uint64_t rows = count / (last < a->chunks[D - 1] ? last : a->chunks[D - 1]);
+        if (rows > max_rows)
+            max_rows = rows;
     }
 
     /* Per dimension: (index, output position) pairs sorted by index. */
     size_t total_sel = 0;
     for (int d = 0; d < D; d++)
         total_sel += (size_t)sel_len[d]; /* each fits: n_out did not overflow */
-    if (max_count > SIZE_MAX / 32 || total_sel > SIZE_MAX / 64)
+    if (max_count > SIZE_MAX / 32 || total_sel > SIZE_MAX / 128)
         return OM_E_NOMEM;
     const size_t val_bytes = (size_t)max_count * es;
     const size_t scr_bytes = om_chunk_scratch(a->dtype, a->compression, (size_t)max_count);
@@ -559,13 +671,19 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
     const size_t off_scr = (val_bytes + 63) & ~(size_t)63;
     const size_t off_pairs = (off_scr + scr_bytes + 63) & ~(size_t)63;
     const size_t off_runs = (off_pairs + pair_bytes + 63) & ~(size_t)63;
-    uint8_t *mem = (uint8_t *)malloc(off_runs + run_bytes + 64);
+    const size_t off_rows = (off_runs + run_bytes + 63) & ~(size_t)63;
+    const size_t off_tab = (off_rows + (size_t)max_rows * 8 + 63) & ~(size_t)63;
+    const size_t tab_bytes = (4 * total_sel + 1025 * (size_t)D) * 8;
+    uint8_t *mem = (uint8_t *)malloc(off_tab + tab_bytes + 64);
     if (mem == NULL)
         return OM_E_NOMEM;
     uint8_t *vals = mem;
     uint8_t *scratch = mem + off_scr;
     selpair_t *pairs[OM_MAX_DIMS];
     run_t *runs = (run_t *)(mem + off_runs);
+    uint64_t *row_off = (uint64_t *)(mem + off_rows);
+    uint64_t *tab = (uint64_t *)(mem + off_tab);
+    dimsel_t ds[OM_MAX_DIMS];
     int rc = OM_OK;
 
     selpair_t *pp = (selpair_t *)(mem + off_pairs);
@@ -597,6 +715,25 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
             if (!up)
                 qsort(pp, (size_t)len, sizeof(selpair_t), cmp_selpair);
         }
+        for (uint64_t t = len; t-- > 0;)
+            pp[t].end = (t + 1 < len && pp[t + 1].v == pp[t].v + 1 && pp[t + 1].i == pp[t].i + 1)
+                            ? pp[t + 1].end
+                            : t;
+        /* chunk coordinate -> first pair, over the span of the selection */
+        const uint64_t ch = a->chunks[d];
+        const uint64_t c0 = (uint64_t)pp[0].v / ch, span = (uint64_t)pp[len - 1].v / ch - c0 + 1;
+        ds[d] = (dimsel_t){pp, (size_t)len, ch, c0, 0, tab};
+        if (span <= 4 * len + 1024) {
+            uint64_t t = 0;
+            for (uint64_t c = 0; c <= span; c++) {
+                const uint64_t bound = (c0 + c) * ch;
+                while (t < len && (uint64_t)pp[t].v < bound)
+                    t++;
+                tab[c] = t;
+            }
+            ds[d].span = span;
+            tab += span + 1;
+        }
         pp += len;
     }
 
@@ -612,30 +749,25 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
             start[d] = c * a->chunks[d];
             clen[d] = a->dims[d] - start[d] < a->chunks[d] ? a->dims[d] - start[d] : a->chunks[d];
             count *= clen[d];
-            lo[d] = lower_bound(pairs[d], (size_t)sel_len[d], (int64_t)start[d]);
-            hi[d] = lower_bound(pairs[d], (size_t)sel_len[d], (int64_t)(start[d] + clen[d]));
+            dim_range(&ds[d], c, start[d], clen[d], &lo[d], &hi[d]);
             empty |= lo[d] == hi[d];
         }
         if (empty)
             continue;
 
-        /* Decode straight into out when the chunk is selected whole, in
-         * order, and lands on one contiguous stretch of out. */
-        int direct = 1;
+        /* A chunk selected whole and in order ("whole") is decoded straight
+         * into out: in one piece if it lands on one contiguous stretch of
+         * out, else row by row through the value step (float arrays).
+         * Everything else is decoded into vals and scattered. */
+        int whole = 1;
         uint64_t base = 0;
-        for (int d = 0; d < D && direct; d++) {
+        for (int d = 0; d < D && whole; d++) {
             const selpair_t *p = pairs[d];
-            if (hi[d] - lo[d] != clen[d]) {
-                direct = 0;
-                break;
-            }
-            for (uint64_t t = lo[d]; t < hi[d]; t++)
-                if (p[t].v != (int64_t)(start[d] + (t - lo[d])) || p[t].i != p[lo[d]].i + (t - lo[d])) {
-                    direct = 0;
-                    break;
-                }
+            whole = hi[d] - lo[d] == clen[d] && p[lo[d]].v == (int64_t)start[d] &&
+                    p[lo[d]].end >= hi[d] - 1;
             base += p[lo[d]].i * ostride[d];
         }
+        int direct = whole;
         if (direct) {
             int d = D - 1;
             while (d > 0 && clen[d] == sel_len[d])
@@ -644,31 +776,46 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                 if (clen[e] != 1)
                     direct = 0;
         }
+        const int by_rows = whole && !direct && clen[D - 1] >= 16 && converts(a->dtype, a->compression);
+        if (by_rows) { /* out offset of every chunk row, rows in row-major order */
+            uint64_t j[OM_MAX_DIMS] = {0};
+            const uint64_t R = count / clen[D - 1];
+            uint64_t off = base;
+            for (uint64_t r = 0; r < R; r++) {
+                row_off[r] = off;
+                int d = D - 2;
+                while (d >= 0 && ++j[d] == clen[d]) {
+                    off -= (clen[d] - 1) * ostride[d];
+                    j[d] = 0;
+                    d--;
+                }
+                if (d >= 0)
+                    off += ostride[d];
+            }
+        }
 
-        uint8_t *dst = direct ? (uint8_t *)out + (size_t)base * es : vals;
-        const int64_t r = om_decode_chunk(a->dtype, a->compression, a->scale_factor, a->add_offset,
-                                          a->flags, data + chunk_off[k], (size_t)chunk_len[k],
-                                          (size_t)count, (size_t)clen[D - 1], dst, scratch,
-                                          scr_bytes);
+        uint8_t *dst = direct ? (uint8_t *)out + (size_t)base * es : by_rows ? (uint8_t *)out : vals;
+        const int64_t r = decode_chunk_impl(a->dtype, a->compression, a->scale_factor,
+                                            a->add_offset, a->flags, data + chunk_off[k],
+                                            (size_t)chunk_len[k], (size_t)count,
+                                            (size_t)clen[D - 1], dst, by_rows ? row_off : NULL,
+                                            scratch, scr_bytes);
         if (r < 0 || (uint64_t)r != chunk_len[k]) {
             *bad = k;
             rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;
             goto done;
         }
-        if (direct)
+        if (direct || by_rows)
             continue;
 
         /* Runs of the last dimension: consecutive output and chunk positions. */
         size_t nruns = 0;
         {
             const selpair_t *p = pairs[D - 1];
-            for (uint64_t t = lo[D - 1]; t < hi[D - 1]; t++) {
-                const uint64_t j = (uint64_t)p[t].v - start[D - 1];
-                if (nruns && runs[nruns - 1].i + runs[nruns - 1].len == p[t].i &&
-                    runs[nruns - 1].j + runs[nruns - 1].len == j)
-                    runs[nruns - 1].len++;
-                else
-                    runs[nruns++] = (run_t){p[t].i, j, 1};
+            for (uint64_t t = lo[D - 1]; t < hi[D - 1];) {
+                const uint64_t e = p[t].end < hi[D - 1] - 1 ? p[t].end : hi[D - 1] - 1;
+                runs[nruns++] = (run_t){p[t].i, (uint64_t)p[t].v - start[D - 1], e - t + 1};
+                t = e + 1;
             }
         }
         /* Odometer over the selected positions of the other dimensions. */

@@ -58,6 +58,23 @@ static uint8_t g_pop8[256];
 /* AVX2, 8 x 32-bit lanes: vpermd source index and lane mask per bitmap byte. */
 static uint32_t g_exp32x8_idx[256][8], g_exp32x8_mask[256][8];
 
+/* Horizontal unpack of 8 values of B bits (B bytes) per step with AVX2: each
+ * 128-bit half loads 16 bytes at off[h] and pshufb gathers the bytes of each
+ * value into its lane, then a per-lane variable shift aligns it.
+ * 32-bit lanes for B <= 25 (value + shift fits 4 bytes), 64-bit for B <= 57. */
+typedef struct {
+    uint8_t ctrl[32];
+    uint32_t sh[8];
+    int off[2];
+} hun32_tab_t;
+typedef struct {
+    uint8_t ctrl[4][16];
+    uint64_t sh[8];
+    int off[4];
+} hun64_tab_t;
+static hun32_tab_t g_h32[26];
+static hun64_tab_t g_h64[58];
+
 static void om_dec_tables(void)
 {
     for (int mb = 0; mb < 256; mb++) {
@@ -78,6 +95,34 @@ static void om_dec_tables(void)
             g_exp32x8_idx[mb][j] = set ? (uint32_t)t : 0;
             g_exp32x8_mask[mb][j] = set ? 0xFFFFFFFFu : 0;
             t += set;
+        }
+    }
+    for (int B = 1; B <= 57; B++) {
+        for (int h = 0; h < 4; h++) { /* 64-bit lanes: values 2h, 2h+1 */
+            const int o = (2 * h * B) >> 3;
+            g_h64[B].off[h] = o;
+            for (int v = 0; v < 2; v++) {
+                const int k = 2 * h + v, byte = (k * B) >> 3;
+                g_h64[B].sh[k] = (uint64_t)((k * B) & 7);
+                for (int t = 0; t < 8; t++) {
+                    const int idx = byte - o + t;
+                    g_h64[B].ctrl[h][8 * v + t] = idx < 16 ? (uint8_t)idx : 0x80;
+                }
+            }
+        }
+        if (B > 25)
+            continue;
+        for (int h = 0; h < 2; h++) { /* 32-bit lanes: values 4h .. 4h+3 */
+            const int o = (4 * h * B) >> 3;
+            g_h32[B].off[h] = o;
+            for (int v = 0; v < 4; v++) {
+                const int k = 4 * h + v, byte = (k * B) >> 3;
+                g_h32[B].sh[k] = (uint32_t)((k * B) & 7);
+                for (int t = 0; t < 4; t++) {
+                    const int idx = byte - o + t;
+                    g_h32[B].ctrl[16 * h + 4 * v + t] = idx < 16 ? (uint8_t)idx : 0x80;
+                }
+            }
         }
     }
     for (int nib = 0; nib < 16; nib++) {
@@ -613,27 +658,108 @@ OM_INLINE void merge_bitmap(void *out, size_t m, const uint64_t bw[2], const voi
 /* ------------------------------------------------------------------------ */
 /* Block decoder (codec spec 6.4)                                             */
 
-#define PAD_MAX (1024 + 16) /* largest packed area (128 x 64 bits) + slack */
+#if OM_X86
+/* Full groups of 8 values; need 16 readable bytes past the packed area.
+ * Return the number of values done (a multiple of 8). */
+__attribute__((target("avx2"))) static size_t hun32_avx2(const uint8_t *in, size_t m, int B,
+                                                         uint32_t *out)
+{
+    const hun32_tab_t *t = &g_h32[B];
+    const __m256i ctrl = _mm256_loadu_si256((const __m256i *)t->ctrl);
+    const __m256i sh = _mm256_loadu_si256((const __m256i *)t->sh);
+    const __m256i mask = _mm256_set1_epi32((int)((1u << B) - 1));
+    size_t i = 0;
+    for (const uint8_t *g = in; i + 8 <= m; i += 8, g += B) {
+        __m256i r = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(g + t->off[0]))),
+            _mm_loadu_si128((const __m128i *)(g + t->off[1])), 1);
+        r = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(r, ctrl), sh), mask);
+        _mm256_storeu_si256((__m256i *)(out + i), r);
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t hun16_avx2(const uint8_t *in, size_t m, int B,
+                                                         uint16_t *out)
+{
+    const hun32_tab_t *t = &g_h32[B];
+    const __m256i ctrl = _mm256_loadu_si256((const __m256i *)t->ctrl);
+    const __m256i sh = _mm256_loadu_si256((const __m256i *)t->sh);
+    const __m256i mask = _mm256_set1_epi32((int)((1u << B) - 1));
+    size_t i = 0;
+    for (const uint8_t *g = in; i + 8 <= m; i += 8, g += B) {
+        __m256i r = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(g + t->off[0]))),
+            _mm_loadu_si128((const __m128i *)(g + t->off[1])), 1);
+        r = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(r, ctrl), sh), mask);
+        _mm_storeu_si128((__m128i *)(out + i), _mm_packus_epi32(_mm256_castsi256_si128(r),
+                                                                _mm256_extracti128_si256(r, 1)));
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t hun64_avx2(const uint8_t *in, size_t m, int B,
+                                                         uint64_t *out)
+{
+    const hun64_tab_t *t = &g_h64[B];
+    const __m256i c01 = _mm256_loadu2_m128i((const __m128i *)t->ctrl[1], (const __m128i *)t->ctrl[0]);
+    const __m256i c23 = _mm256_loadu2_m128i((const __m128i *)t->ctrl[3], (const __m128i *)t->ctrl[2]);
+    const __m256i sh_lo = _mm256_loadu_si256((const __m256i *)t->sh);
+    const __m256i sh_hi = _mm256_loadu_si256((const __m256i *)(t->sh + 4));
+    const __m256i mask = _mm256_set1_epi64x((long long)(((uint64_t)1 << B) - 1));
+    size_t i = 0;
+    for (const uint8_t *g = in; i + 8 <= m; i += 8, g += B) {
+        __m256i a = _mm256_loadu2_m128i((const __m128i *)(g + t->off[1]), (const __m128i *)(g + t->off[0]));
+        __m256i b = _mm256_loadu2_m128i((const __m128i *)(g + t->off[3]), (const __m128i *)(g + t->off[2]));
+        a = _mm256_and_si256(_mm256_srlv_epi64(_mm256_shuffle_epi8(a, c01), sh_lo), mask);
+        b = _mm256_and_si256(_mm256_srlv_epi64(_mm256_shuffle_epi8(b, c23), sh_hi), mask);
+        _mm256_storeu_si256((__m256i *)(out + i), a);
+        _mm256_storeu_si256((__m256i *)(out + i + 4), b);
+    }
+    return i;
+}
+#endif
+
+#define PAD_MAX (1024 + 32) /* largest packed area (128 x 64 bits) + slack */
+#define PAD_SLACK 16        /* readable bytes the unpack kernels need past the area */
 
 /* Horizontal unpack of m values of b bits from in[0, len). Returns bytes used. */
 OM_INLINE int64_t hunpack_checked(const uint8_t *in, size_t len, size_t m, int b, const int W,
-                                  void *out)
+                                  void *out, int level)
 {
     const size_t sz = om_ceil8(m * (size_t)b);
     if (len < sz)
         return OM_E_TRUNCATED;
+    if (b == W) { /* whole little-endian words */
+        memcpy(out, in, m * (size_t)(W / 8));
+        return (int64_t)sz;
+    }
     const uint8_t *src = in;
     uint8_t pad[PAD_MAX];
-    if (len - sz < 8) { /* the kernels read whole words: give them a padded copy */
+    if (len - sz < PAD_SLACK) { /* the kernels read whole words: give them a padded copy */
         memcpy(pad, in, sz);
-        memset(pad + sz, 0, 8);
+        memset(pad + sz, 0, PAD_SLACK);
         src = pad;
     }
+    size_t done = 0; /* values unpacked by a vector kernel (whole groups of 8 = b bytes) */
+#if OM_X86
+    if (level >= 3 && m >= 8) {
+        if (W == 16 && b <= 16)
+            done = hun16_avx2(src, m, b, (uint16_t *)out);
+        else if (W == 32 && b <= 25)
+            done = hun32_avx2(src, m, b, (uint32_t *)out);
+        else if (W == 64 && b <= 57)
+            done = hun64_avx2(src, m, b, (uint64_t *)out);
+    }
+#else
+    (void)level;
+#endif
+    src += done / 8 * (size_t)b;
     switch (W) {
-    case 8: hunpack8(src, m, b, (uint8_t *)out); break;
-    case 16: hunpack16(src, m, b, (uint16_t *)out); break;
-    case 32: hunpack32(src, m, b, (uint32_t *)out); break;
-    default: hunpack64(src, m, b, (uint64_t *)out); break;
+    case 8: hunpack8(src, m - done, b, (uint8_t *)out + done); break;
+    case 16: hunpack16(src, m - done, b, (uint16_t *)out + done); break;
+    case 32: hunpack32(src, m - done, b, (uint32_t *)out + done); break;
+    default: hunpack64(src, m - done, b, (uint64_t *)out + done); break;
     }
     return (int64_t)sz;
 }
@@ -647,7 +773,7 @@ OM_INLINE int64_t unpack_checked(const uint8_t *in, size_t len, size_t m, int b,
         return 0;
     }
     if (!vertical || (W == 64 && b > 32))
-        return hunpack_checked(in, len, m, b, W, out);
+        return hunpack_checked(in, len, m, b, W, out, level);
     const size_t sz = 16 * (size_t)b;
     if (len < sz)
         return OM_E_TRUNCATED;
@@ -724,7 +850,7 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
         else if (m < 128)
             bw[1] &= ((uint64_t)1 << (m - 64)) - 1;
         const size_t xn = (size_t)(popcount64(bw[0]) + popcount64(bw[1]));
-        r = hunpack_checked(in + p, len - p, xn, bx, W, high); /* typed like out */
+        r = hunpack_checked(in + p, len - p, xn, bx, W, high, level); /* typed like out */
         if (r < 0)
             return r;
         p += (size_t)r;
