@@ -154,7 +154,7 @@ def case_tasks(tmp: str, reps: int, quick: bool) -> dict:
 
     shape = (60, 240, 96) if quick else (120, 480, 96)
     chunks = [1, 10, 96]  # 960 values per chunk: Open-Meteo sized (data_run: ~1000)
-    path = os.path.join(tmp, "tasks", "temperature_2m.om")
+    path = os.path.join(tmp, "tasks", "x".join(map(str, shape)), "temperature_2m.om")
     write_file(path, shape, chunks)
     ds = xr.open_dataset(path, engine="xarray_om", chunks={})
     var = ds["temperature_2m"]
@@ -186,7 +186,7 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
 
     shape = (181, 720, 240) if quick else (361, 720, 240)
     chunks = [1, 12, 240]  # data/ layout: max(6, 3072 / T)
-    path = os.path.join(tmp, "auto", "temperature_2m.om")
+    path = os.path.join(tmp, "auto", "x".join(map(str, shape)), "temperature_2m.om")
     write_file(path, shape, chunks, seed=1)
 
     def omfiles_read():
@@ -265,9 +265,9 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
     import xarray as xr
 
     shape = (181, 720, 240) if quick else (361, 720, 240)
-    path = os.path.join(tmp, "auto", "temperature_2m.om")
+    path = os.path.join(tmp, "auto", "x".join(map(str, shape)), "temperature_2m.om")
     write_file(path, shape, [1, 12, 240], seed=1)
-    chunks = {"lat": 30, "lon": -1, "time": -1}  # ~21 MB blocks of whole OM chunks
+    chunks = {"lat": 46, "lon": -1, "time": -1}  # ~32 MB blocks of whole OM chunks
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,

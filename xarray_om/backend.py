@@ -526,7 +526,10 @@ class _Builder:
             # (~1 ms per file, the bulk of open time for many small files).
             encoding.update(conv.unix_time_attrs())
             encoding["dtype"] = seconds.dtype
-            return Variable(dims, conv.unix_seconds_to_datetime64(seconds), attrs, encoding)
+            # fastpath: the values already are datetime64[ns]; xarray's
+            # normalisation would round-trip them through pandas.
+            values = conv.unix_seconds_to_datetime64(seconds)
+            return Variable(dims, values, attrs, encoding, fastpath=True)
         attrs = {**attrs, **conv.unix_time_attrs()}
         return Variable(dims, seconds, attrs, encoding)
 
@@ -974,8 +977,11 @@ def _decode(
         use_cftime=use_cftime,
         decode_timedelta=decode_timedelta,
     )
-    ds = Dataset(vars_, attrs=attrs_)
-    return ds.set_coords((set(coord_names) | coords) & set(ds.variables))
+    # Coordinates go in directly: Dataset.set_coords would copy the dataset.
+    names = set(coord_names) | coords
+    coord_vars = {k: v for k, v in vars_.items() if k in names}
+    data_vars = {k: v for k, v in vars_.items() if k not in names}
+    return Dataset(data_vars, coords=coord_vars, attrs=attrs_)
 
 
 # --------------------------------------------------------------------------- guess_can_open
