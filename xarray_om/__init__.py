@@ -34,6 +34,9 @@ _LAZY = {
     "OmBackendEntrypoint": ".backend",
     "OmStore": ".zarr.store",
     "OmChunkCodec": ".zarr.codec",
+    "OmParser": ".zarr.manifest",
+    "om_manifest": ".zarr.manifest",
+    "om_references": ".zarr.manifest",
     "open_openmeteo": ".openmeteo",
 }
 
