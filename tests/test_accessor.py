@@ -164,7 +164,8 @@ def test_run_chunks_are_runs_of_whole_chunks(data):
         tuple(da.core.normalize_chunks(data.draw(st.integers(1, n)), (n,))[0]) for n in shape
     )
     max_elements = data.draw(st.integers(1, 5000))
-    out = acc._run_chunks(shape, chunks, source, max_elements)
+    keep = data.draw(st.none() | st.integers(1, 20000))
+    out = acc._run_chunks(shape, chunks, source, max_elements, keep)
     assert tuple(sum(c) for c in out) == shape
     # Every block must be accepted by the writer's stream, in order.
     x = da.zeros(shape, chunks=out, dtype="i4")
@@ -197,6 +198,9 @@ def test_run_chunks_follows_source_edges():
     # Small source chunks are merged up to the block size.
     out = acc._run_chunks((20, 4), (2, 4), ((2,) * 10, (4,)), 10_000)
     assert out == ((20,), (4,))
+    # Source chunks up to keep_elements stay whole blocks; longer ones are split.
+    out = acc._run_chunks((100, 50), (3, 50), ((30, 30, 40), (50,)), 3 * 50 * 7, 30 * 50)
+    assert out == ((30, 30, 21, 19), (50,))
     # Rows too large for one block: blocks hold a single chunk along dim 0.
     out = acc._run_chunks((4, 100, 10), (2, 5, 10), ((4,), (100,), (10,)), 250)
     assert out == ((2, 2), (10,) * 10, (10,))

@@ -116,6 +116,7 @@ from .format.records import COMPRESSION_IDS, COMPRESSION_NAMES, array_type_for, 
 from .format.writer import (
     OmClampWarning,
     OmWriter,
+    array_codec,
     count_out_of_range,
     plan_blocks,
     resolve_compression,
@@ -164,10 +165,11 @@ VALID_ENCODING = frozenset(
 # --------------------------------------------------------------------------- defaults
 
 #: Approximate raw bytes of one encode job (a run of whole OM chunks).
-DEFAULT_BLOCK_BYTES = 16 * 2**20
+DEFAULT_BLOCK_BYTES = 8 * 2**20
 _CHUNK_TARGET = 3072  # values per OM chunk (Open-Meteo: 3072 / T locations x T steps)
 _CHUNK_MAX_LAST = 4096  # a last dimension up to this length stays whole
-# dask blocks sharing source chunks are computed together up to this many blocks' worth.
+# A source chunk band up to this many blocks' worth stays one block; blocks sharing
+# source chunks are computed together up to the same size.
 _GROUP_BLOCKS = 4
 
 Mode = Literal["w", "w-"]
@@ -519,35 +521,23 @@ def _make_codec(
     scale_factor: Any,
     add_offset: Any,
 ) -> tuple[_native.ArrayCodec, bool]:
-    """The codec the writer will record, built (and validated) up front."""
+    """The codec the writer will record, built (and validated) up front.
+
+    ``array_codec`` applies the writer's own rules, so the codec equals the one
+    ``begin_array`` makes from the same arguments. Lossless arrays get the
+    neutral scale 1 / offset 0 (scaling means nothing to them).
+    """
     try:
         comp = resolve_compression(dtype, compression, scale_factor)
-    except OmEncodingError as e:
-        raise OmEncodingError(f"variable {name!r}: {e.reason}") from None
-    lossy = dtype.kind == "f" and comp != COMPRESSION_IDS["fpx_xor_2d"]
-
-    def f32(value: Any, what: str, default: float) -> float:
-        if value is None:
-            return default
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise OmEncodingError(
-                f"variable {name!r}: {what} must be a number, not {value!r}"
-            ) from None
-        with np.errstate(over="ignore"):
-            v32 = float(np.float32(v))
-        if lossy and not math.isfinite(v32):
-            raise OmEncodingError(f"variable {name!r}: {what}={value!r} is not a finite float32")
-        return v32
-
-    # Scaling means nothing to lossless arrays: store the neutral 1 / 0 there.
-    sf = f32(scale_factor, "scale_factor", 1.0) if lossy else 1.0
-    ao = f32(add_offset, "add_offset", 0.0) if lossy else 0.0
-    if lossy and sf == 0.0:
-        raise OmEncodingError(f"variable {name!r}: scale_factor=0 would turn every value into NaN")
-    try:
-        codec = _native.ArrayCodec(array_type_for(dtype), comp, shape, chunks, sf, ao)
+        lossy = dtype.kind == "f" and comp != COMPRESSION_IDS["fpx_xor_2d"]
+        codec = array_codec(
+            shape,
+            dtype,
+            chunks,
+            comp,
+            scale_factor if lossy else None,
+            (0.0 if add_offset is None else add_offset) if lossy else 0.0,
+        )
     except OmEncodingError as e:
         raise OmEncodingError(f"variable {name!r}: {e.reason}") from None
     return codec, lossy
@@ -623,6 +613,7 @@ def _run_chunks(
     chunks: tuple[int, ...],
     source: tuple[tuple[int, ...], ...],
     max_elements: int,
+    keep_elements: int | None = None,
 ) -> tuple[tuple[int, ...], ...]:
     """dask chunks whose blocks are runs of whole OM chunks consecutive in chunk order.
 
@@ -630,9 +621,10 @@ def _run_chunks(
     chunks along ``k`` and the whole extent after ``k`` (container spec 7.3),
     with ``k`` the outermost dimension for which that fits ``max_elements``.
     Along ``k`` the block edges are the source's chunk edges rounded down to OM
-    chunk edges, split or merged to about ``max_elements``: source chunks are
-    then rarely shared between blocks (each block is computed separately, so a
-    shared source chunk is computed once per block).
+    chunk edges: a stretch between two such edges stays one block up to
+    ``keep_elements`` (default ``max_elements``), longer ones are split evenly
+    into blocks of at most ``max_elements``, and short neighbours are merged up
+    to ``max_elements``. Source chunks are then rarely shared between blocks.
     """
     ndim = len(shape)
     k = ndim - 1
@@ -649,6 +641,8 @@ def _run_chunks(
 
     c, n = chunks[k], shape[k]
     per_chunks = per_block // c
+    keep = max_elements if keep_elements is None else max(keep_elements, max_elements)
+    row = unit // c  # elements per index along k
     edges = {n}
     pos = 0
     for s in source[k]:
@@ -660,7 +654,7 @@ def _run_chunks(
     for end in sorted(edges):
         # Split [start, end) evenly into whole OM chunks, at most per_block long.
         n_chunks = -(-(end - start) // c)
-        count = -(-n_chunks // per_chunks)
+        count = 1 if (end - start) * row <= keep else -(-n_chunks // per_chunks)
         base, extra = divmod(n_chunks, count)
         seg = [(base + (i < extra)) * c for i in range(count)]
         seg[-1] -= sum(seg) - (end - start)  # a partial OM chunk at the array's edge
@@ -678,17 +672,20 @@ def _run_chunks(
     return tuple(out)
 
 
-def _finish_encoded(
-    data: memoryview, lengths: np.ndarray, n_bad: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    # Copy out of encode_block's worst-case-sized buffer: what stays in flight
-    # (or travels from a worker) is only the compressed bytes.
-    return np.frombuffer(data, np.uint8).copy(), lengths, n_bad
-
-
 def _encode(
-    codec: _native.ArrayCodec, block: np.ndarray, start: Sequence[int], check: bool, on_clamp: str
+    codec: _native.ArrayCodec,
+    block: np.ndarray,
+    start: Sequence[int],
+    check: bool,
+    on_clamp: str,
+    compact: bool = False,
 ) -> tuple:
+    """(encoded bytes, chunk lengths, values out of range) of one block.
+
+    ``compact`` copies the bytes out of encode_block's worst-case-sized buffer
+    (for results that wait on a worker and travel to the client); on threads
+    the view is written as it is, saving a copy.
+    """
     block = np.ascontiguousarray(block, dtype=codec.dtype)
     n_bad = 0
     if check:
@@ -700,16 +697,23 @@ def _encode(
                 f"add_offset={codec.add_offset}); they would read back as NaN or clamped"
             )
     data, lengths = _native.encode_block(codec, block, start)
-    return _finish_encoded(data, lengths, n_bad)
+    if compact:
+        data = np.frombuffer(data, np.uint8).copy()
+    return data, lengths, n_bad
 
 
 def _encode_dask_block(
-    block: np.ndarray, codec: _native.ArrayCodec, check: bool, on_clamp: str, block_info: Any = None
+    block: np.ndarray,
+    codec: _native.ArrayCodec,
+    check: bool,
+    on_clamp: str,
+    compact: bool,
+    block_info: Any = None,
 ) -> np.ndarray:
     """map_blocks body: encode one block; returns a 1-element object array."""
     start = [s for s, _ in block_info[0]["array-location"]]
     out = np.empty((1,) * block.ndim, dtype=object)
-    out.flat[0] = _encode(codec, block, start, check, on_clamp)
+    out.flat[0] = _encode(codec, block, start, check, on_clamp, compact)
     return out
 
 
@@ -771,7 +775,7 @@ def _group_blocks(
     return groups
 
 
-def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str) -> list[_Job]:
+def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, compact: bool) -> list[_Job]:
     jobs: list[_Job] = []
     for i, v in enumerate(plan.variables):
         if not v.is_array:
@@ -781,8 +785,9 @@ def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str) -> list[_Job]:
         max_elements = max(1, block_bytes // codec.dtype.itemsize)
         if _is_dask(v.data):
             x = v.data
-            target = _run_chunks(codec.dims, codec.chunks, x.chunks, max_elements)
-            groups = _group_blocks(target, x.chunks, _GROUP_BLOCKS * max_elements)
+            keep = _GROUP_BLOCKS * max_elements
+            target = _run_chunks(codec.dims, codec.chunks, x.chunks, max_elements, keep)
+            groups = _group_blocks(target, x.chunks, keep)
             if x.chunks != target:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # dask's PerformanceWarning on large blocks
@@ -792,6 +797,7 @@ def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str) -> list[_Job]:
                 codec=codec,
                 check=v.check_clamp,
                 on_clamp=on_clamp,
+                compact=compact,
                 dtype=object,
                 chunks=tuple((1,) * len(c) for c in x.chunks),
                 meta=np.empty((0,) * x.ndim, dtype=object),
@@ -1035,8 +1041,8 @@ def _write_plan(
 ) -> None:
     from dask.callbacks import local_callbacks
 
-    jobs = _make_jobs(plan, block_bytes, on_clamp)
     with _executor(num_workers) as ex, local_callbacks() as callbacks:
+        jobs = _make_jobs(plan, block_bytes, on_clamp, isinstance(ex, _DistributedExecutor))
         progress = _Progress(callbacks, len(jobs))
         errored = True
         try:
