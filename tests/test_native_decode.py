@@ -608,6 +608,35 @@ def test_decode_select_matches_numpy(tmp_path_factory, seed):
     assert_bitwise(out, ref[np.ix_(*sel)])
 
 
+@pytest.mark.parametrize(
+    ("dtype", "comp", "shape", "chunks"),
+    [
+        ("float32", "pfor_delta_2d_int16", (60, 70), (7, 20)),
+        ("float32", "pfor_delta_2d_int16_logarithmic", (9, 300), (4, 128)),
+        ("float32", "pfor_delta_2d", (3, 40, 50), (2, 9, 25)),
+        ("float64", "pfor_delta_2d", (5, 6, 7, 40), (2, 3, 4, 17)),
+        ("float32", "fpx_xor_2d", (33, 64), (8, 16)),
+        ("int16", "pfor_delta_2d", (3000,), (1,)),
+    ],
+)
+def test_decode_select_paths(tmp_path, dtype, comp, shape, chunks):
+    """Whole chunks decoded in one piece, row by row into the output, or via
+    scatter; chunk ranges from the table or from binary search."""
+    rng = np.random.default_rng(len(shape))
+    raw, codec, lut, ref = _multichunk(tmp_path, rng, dtype, comp, shape, chunks)
+    idx = np.arange(lut.size - 1, dtype=np.uint64)
+    selections = [
+        [np.arange(d) for d in shape],  # everything
+        [np.arange(d)[1:-1] for d in shape],  # edge chunks partly
+        [np.arange(d)[::-1] for d in shape],  # reversed
+        [np.array([0, d - 1, d // 2, d - 1]) for d in shape],  # sparse, far apart
+    ]
+    for sel in selections:
+        out = np.empty([len(s) for s in sel], codec.dtype)
+        _native.decode_select(codec, out, sel, idx, exact(raw), lut[:-1], np.diff(lut))
+        assert_bitwise(out, ref[np.ix_(*sel)])
+
+
 def test_decode_select_only_listed_chunks(tmp_path):
     rng = np.random.default_rng(1)
     raw, codec, lut, ref = _multichunk(tmp_path, rng, "int32", "pfor_delta_2d", (10, 9), (4, 4))
