@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-import xarray_om  # noqa: F401  (registers the ds.om accessor)
+import xarray_om
 import xarray_om.accessor  # noqa: F401
 
 
@@ -50,8 +50,11 @@ def main(outdir: Path) -> None:
     path = outdir / "quickstart.om"
     encoding = {
         # Open-Meteo style: lossy int16 with 0.05 degC resolution, 1x6x720 chunks ...
-        "temperature_2m": {"compression": "pfor_delta_2d_int16", "scale_factor": 20.0,
-                           "chunks": (1, 6, 720)},
+        "temperature_2m": {
+            "compression": "pfor_delta_2d_int16",
+            "scale_factor": 20.0,
+            "chunks": (1, 6, 720),
+        },
         # ... and lossless fpx for precipitation (the default for floats).
         "precipitation": {"chunks": (1, 6, 720)},
     }
@@ -59,13 +62,17 @@ def main(outdir: Path) -> None:
     ds.chunk({"lat": 30}).om.to_om(path, encoding=encoding)
     t_write = time.perf_counter() - t0
     raw = sum(v.nbytes for v in ds.data_vars.values())
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, raw {raw / 1e6:.1f} MB, "
-          f"ratio {raw / path.stat().st_size:.1f}x) in {t_write:.2f} s")
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, raw {raw / 1e6:.1f} MB, "
+        f"ratio {raw / path.stat().st_size:.1f}x) in {t_write:.2f} s"
+    )
 
     with xr.open_dataset(path, engine="xarray_om", chunks={}) as back:
         t2m = back["temperature_2m"]
-        print(f"opened lazily: {t2m.dims} {t2m.shape}, OM chunks {t2m.encoding['preferred_chunks']}, "
-              f"{t2m.data.npartitions} dask chunks")
+        print(
+            f"opened lazily: {t2m.dims} {t2m.shape}, OM chunks {t2m.encoding['preferred_chunks']}, "
+            f"{t2m.data.npartitions} dask chunks"
+        )
         point = back["temperature_2m"].sel(lat=47.0, lon=8.0, method="nearest").load()
 
     # chunks="auto" makes dask chunks that are whole multiples of the OM chunks: far
@@ -75,18 +82,24 @@ def main(outdir: Path) -> None:
         t0 = time.perf_counter()
         days = back.coarsen(time=24).construct(time=("day", "hour"))
         clim = days.mean("day").compute()
-        print(f"diurnal climatology of {len(back.data_vars)} variables in "
-              f"{time.perf_counter() - t0:.2f} s")
-        print(f"temperature at 47N 8E: min {float(point.min()):.2f} max {float(point.max()):.2f} degC")
+        print(
+            f"diurnal climatology of {len(back.data_vars)} variables in "
+            f"{time.perf_counter() - t0:.2f} s"
+        )
+        print(
+            f"temperature at 47N 8E: min {float(point.min()):.2f} max {float(point.max()):.2f} degC"
+        )
         back = back.load()
 
     err = float(np.abs(back["temperature_2m"] - ds["temperature_2m"]).max())
     assert err <= 0.5 / 20.0 + 1e-5, err
     assert np.array_equal(back["precipitation"].values, ds["precipitation"].values)
     print(f"round trip: temperature within {err:.4f} degC (bound 0.025), precipitation exact")
-    print(f"hour-of-day mean at 47N 8E: "
-          f"{np.round(clim['temperature_2m'].sel(lat=47.0, lon=8.0, method='nearest').values[:6], 2)}"
-          " ...")
+    print(
+        f"hour-of-day mean at 47N 8E: "
+        f"{np.round(clim['temperature_2m'].sel(lat=47.0, lon=8.0, method='nearest').values[:6], 2)}"
+        " ..."
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,13 @@ def _compile_args() -> tuple[list[str], list[str]]:
     args = ["-std=c99", "-Wall", "-Wextra", "-fno-strict-aliasing"]
     link: list[str] = []
     if os.environ.get("OM_NATIVE_SANITIZE"):
-        args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                 "-fno-sanitize-recover=undefined"]
+        args += [
+            "-O1",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+        ]
         link += ["-fsanitize=address,undefined"]
     elif os.environ.get("OM_NATIVE_DEBUG"):
         args += ["-O0", "-g"]

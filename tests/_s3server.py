@@ -12,8 +12,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_PORTS = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc",
-          "s3", "s3.grpc", "s3.iceberg", "s3.lance"]
+_PORTS = [
+    "master",
+    "master.grpc",
+    "volume",
+    "volume.grpc",
+    "filer",
+    "filer.grpc",
+    "s3",
+    "s3.grpc",
+    "s3.iceberg",
+    "s3.lance",
+]
 
 
 def _free_port() -> int:
@@ -56,14 +66,26 @@ def start_server(workdir: Path, timeout: float = 60.0) -> S3Server:
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
     ports = {name: _free_port() for name in _PORTS}
-    cmd = [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
-           "-master.volumeSizeLimitMB=64", "-volume.max=50"]
-    cmd += [f"-{name}.port={port}" if "." not in name else
-            f"-{name.split('.')[0]}.port.{name.split('.')[1]}={port}"
-            for name, port in ports.items()]
+    cmd = [
+        weed,
+        "server",
+        "-s3",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-dir={data}",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=50",
+    ]
+    cmd += [
+        f"-{name}.port={port}"
+        if "." not in name
+        else f"-{name.split('.')[0]}.port.{name.split('.')[1]}={port}"
+        for name, port in ports.items()
+    ]
     log = workdir / "weed.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     server = S3Server(f"http://127.0.0.1:{ports['s3']}", proc, log)
     atexit.register(server.stop)
     deadline = time.monotonic() + timeout

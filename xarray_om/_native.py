@@ -63,29 +63,50 @@ class ArrayCodec:
 
     @property
     def dtype(self) -> np.dtype:
-        return ARRAY_DTYPES[self.data_type].newbyteorder("=")
+        dt = self.__dict__.get("_dtype")
+        if dt is None:
+            dt = self.__dict__["_dtype"] = ARRAY_DTYPES[self.data_type].newbyteorder("=")
+        return dt
 
     @property
     def flags(self) -> int:
         return lib.OM_FLAG_X86_LANES if self.x86_lanes else 0
 
-    def _c(self, keep: list) -> object:
-        dims = ffi.new("uint64_t[]", list(self.dims))
-        chunks = ffi.new("uint64_t[]", list(self.chunks))
-        keep += [dims, chunks]
-        return ffi.new(
-            "om_array_t *",
-            {
-                "dtype": self.data_type,
-                "compression": self.compression,
-                "scale_factor": self.scale_factor,
-                "add_offset": self.add_offset,
-                "flags": self.flags,
-                "ndim": len(self.dims),
-                "dims": dims,
-                "chunks": chunks,
-            },
-        )
+    def _c(self, keep: list | None = None) -> object:
+        """The ``om_array_t`` of this codec, built once and cached (hot path of reads)."""
+        cached = self.__dict__.get("_c_struct")
+        if cached is None:
+            dims = ffi.new("uint64_t[]", list(self.dims))
+            chunks = ffi.new("uint64_t[]", list(self.chunks))
+            struct = ffi.new(
+                "om_array_t *",
+                {
+                    "dtype": self.data_type,
+                    "compression": self.compression,
+                    "scale_factor": self.scale_factor,
+                    "add_offset": self.add_offset,
+                    "flags": self.flags,
+                    "ndim": len(self.dims),
+                    "dims": dims,
+                    "chunks": chunks,
+                },
+            )
+            cached = (struct, dims, chunks)  # the arrays must live as long as the struct
+            # frozen dataclass: bypass __setattr__ for this derived, unpicklable cache
+            self.__dict__["_c_struct"] = cached
+        return cached[0]
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _u64(a: object) -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype == np.uint64 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.uint64)
 
 
 def encode_chunk(
@@ -116,9 +137,18 @@ def encode_chunk(
     scratch = np.empty(lib.om_chunk_scratch(data_type, compression, n), np.uint8)
     flags = lib.OM_FLAG_X86_LANES if x86_lanes else 0
     r = lib.om_encode_chunk(
-        data_type, compression, scale_factor, add_offset, flags,
-        ffi.from_buffer(values), n, row_len,
-        ffi.from_buffer(out), cap, ffi.from_buffer(scratch), scratch.nbytes,
+        data_type,
+        compression,
+        scale_factor,
+        add_offset,
+        flags,
+        ffi.from_buffer(values),
+        n,
+        row_len,
+        ffi.from_buffer(out),
+        cap,
+        ffi.from_buffer(scratch),
+        scratch.nbytes,
     )
     if r < 0:
         raise OmEncodingError(f"cannot encode chunk: {_message(r)}")
@@ -145,8 +175,18 @@ def decode_chunk(
     buf = ffi.from_buffer("uint8_t[]", data)
     flags = lib.OM_FLAG_X86_LANES if x86_lanes else 0
     r = lib.om_decode_chunk(
-        data_type, compression, scale_factor, add_offset, flags,
-        buf, len(buf), n, row_len, ffi.from_buffer(out), ffi.from_buffer(scratch), scratch.nbytes,
+        data_type,
+        compression,
+        scale_factor,
+        add_offset,
+        flags,
+        buf,
+        len(buf),
+        n,
+        row_len,
+        ffi.from_buffer(out),
+        ffi.from_buffer(scratch),
+        scratch.nbytes,
     )
     if r < 0:
         raise OmCodecError(f"cannot decode chunk: {_message(r)}", source=source)
@@ -159,7 +199,9 @@ def encode_lut(lut: np.ndarray) -> tuple[bytes, int]:
     cap = lib.om_lut_bound(lut.size)
     out = bytearray(cap)
     stride = ffi.new("uint64_t *")
-    r = lib.om_lut_encode(ffi.from_buffer("uint64_t[]", lut), lut.size, ffi.from_buffer(out), cap, stride)
+    r = lib.om_lut_encode(
+        ffi.from_buffer("uint64_t[]", lut), lut.size, ffi.from_buffer(out), cap, stride
+    )
     if r < 0:
         raise OmEncodingError(f"cannot encode look-up table: {_message(r)}")
     return bytes(out[:r]), int(stride[0])
@@ -197,25 +239,43 @@ def decode_select(
     """
     if not out.flags.c_contiguous or out.dtype != codec.dtype:
         raise ValueError("out must be C-contiguous with the array's dtype")
-    keep: list = []
-    a = codec._c(keep)
-    sel = [np.ascontiguousarray(s, dtype=np.int64) for s in sel]
-    if tuple(len(s) for s in sel) != out.shape:
+    a = codec._c()
+    ndim = len(sel)
+    if ndim != out.ndim:
         raise ValueError("selection does not match the output shape")
-    sel_ptrs = ffi.new("int64_t *[]", [ffi.cast("int64_t *", ffi.from_buffer(s)) for s in sel])
-    sel_len = ffi.new("uint64_t[]", [len(s) for s in sel])
-    chunk_idx = np.ascontiguousarray(chunk_idx, dtype=np.uint64)
-    chunk_off = np.ascontiguousarray(chunk_off, dtype=np.uint64)
-    chunk_len = np.ascontiguousarray(chunk_len, dtype=np.uint64)
+    sel = [
+        s
+        if type(s) is np.ndarray and s.dtype == np.int64 and s.flags.c_contiguous
+        else np.ascontiguousarray(s, dtype=np.int64)
+        for s in sel
+    ]
+    sel_len = ffi.new("uint64_t[]", ndim)
+    sel_ptrs = ffi.new("int64_t *[]", ndim)
+    for d, s in enumerate(sel):
+        if s.shape[0] != out.shape[d]:
+            raise ValueError("selection does not match the output shape")
+        sel_len[d] = s.shape[0]
+        sel_ptrs[d] = ffi.from_buffer("int64_t[]", s)
+    chunk_idx = _u64(chunk_idx)
+    chunk_off = _u64(chunk_off)
+    chunk_len = _u64(chunk_len)
     n = chunk_idx.size
     if chunk_off.size != n or chunk_len.size != n:
         raise ValueError("chunk_idx, chunk_off and chunk_len differ in length")
     buf = ffi.from_buffer("uint8_t[]", data)
     bad = ffi.new("size_t *")
     r = lib.om_decode_select(
-        a, sel_ptrs, sel_len, ffi.from_buffer(out), n,
-        ffi.from_buffer("uint64_t[]", chunk_idx), buf, len(buf),
-        ffi.from_buffer("uint64_t[]", chunk_off), ffi.from_buffer("uint64_t[]", chunk_len), bad,
+        a,
+        sel_ptrs,
+        sel_len,
+        ffi.from_buffer(out),
+        n,
+        ffi.from_buffer("uint64_t[]", chunk_idx),
+        buf,
+        len(buf),
+        ffi.from_buffer("uint64_t[]", chunk_off),
+        ffi.from_buffer("uint64_t[]", chunk_len),
+        bad,
     )
     if r < 0:
         where = f"chunk {int(chunk_idx[bad[0]])}" if n and bad[0] < n else "selection"
@@ -231,8 +291,7 @@ def encode_block(
     row-major chunk order.
     """
     block = np.ascontiguousarray(block, dtype=codec.dtype)
-    keep: list = []
-    a = codec._c(keep)
+    a = codec._c()
     if block.ndim != len(codec.dims):
         raise OmEncodingError(f"block has {block.ndim} dimensions, array has {len(codec.dims)}")
     start = ffi.new("uint64_t[]", [int(s) for s in block_start])
@@ -244,8 +303,14 @@ def encode_block(
     out = np.empty(cap, np.uint8)
     lengths = np.empty(n_chunks, np.uint64)
     r = lib.om_encode_block(
-        a, ffi.from_buffer(block), start, shape, ffi.from_buffer(out), cap,
-        ffi.from_buffer("uint64_t[]", lengths), n_chunks,
+        a,
+        ffi.from_buffer(block),
+        start,
+        shape,
+        ffi.from_buffer(out),
+        cap,
+        ffi.from_buffer("uint64_t[]", lengths),
+        n_chunks,
     )
     if r < 0:
         raise OmEncodingError(f"cannot encode block at {tuple(block_start)}: {_message(r)}")

@@ -8,10 +8,10 @@ one object in a bucket.
 from __future__ import annotations
 
 __all__ = [
-    "OmError",
-    "OmFormatError",
     "OmCodecError",
     "OmEncodingError",
+    "OmError",
+    "OmFormatError",
     "OmReadOnlyError",
 ]
 
