@@ -15,7 +15,11 @@ Writes OUTDIR/{chunk,pfor,lut,select}/ with inputs in each harness's layout
   ``om_decode_select``;
 * synthetic chunks from the project's encoder (``_native.encode_chunk``) with
   more than 128 values, so that full vertical blocks, exceptions and every
-  block mode are in the corpus (the fixture chunks are small).
+  block mode are in the corpus (the fixture chunks are small);
+* hand-made streams at the limits of the block format (widths above W, the
+  W = 64 width code 63, bitmap/vb exception parameters out of range, exception
+  counts and positions past the block, every vbx/vb length form, fpx widths
+  >= W) and LUT strides that overflow.
 """
 
 from __future__ import annotations
@@ -238,6 +242,60 @@ def synthetic(w: Writer) -> None:
     w.add("lut", struct.pack("<HIBB", offsets.size - 1, stride, 0, 0) + raw)
 
 
+def _edge_blocks(W: int, m: int) -> list[bytes]:
+    """Block headers at the limits of every mode (codec spec 6.1/6.4), with payload."""
+    pad = bytes(range(256)) * 8  # enough bytes for any block of 128 values
+    wide = 63 if W == 64 else W
+    out = []
+    for b in sorted({0, 1, W - 1, wide, min(W + 1, 62), 62, 63}):
+        out.append(bytes([b]) + pad)  # plain, incl. widths above W
+        out.append(bytes([0xC0 | b]) + b"\xff" * 9)  # constant
+        for bx in sorted({0, 1, W - b if W > b else 1, W, W + 1, 255}):
+            bitmap = b"\xff" * ((m + 7) // 8)  # every value an exception, bits past m set
+            out.append(bytes([0x80 | b, bx]) + bitmap + pad)
+        if W >= 16:
+            for xn in sorted({0, 1, m, m + 1, 255}):
+                positions = bytes([m - 1, m, 127, 128, 255] * 52)[:xn]
+                # vb list: raw fallback, then the longest forms (nb > W/8 is corrupt)
+                for vb in (b"\xff" + pad[: xn * W // 8], bytes([255] * xn), bytes([249] * xn)):
+                    low = pad[: (m * b + 7) // 8] if b <= W else pad[:16]
+                    out.append(bytes([0x40 | b, xn]) + low + vb + positions + pad[:64])
+    return out
+
+
+def edge_cases(w: Writer) -> None:
+    """Hand-made streams at the limits of the block format, for every coder."""
+    vbx_forms = [
+        b"\x00",
+        b"\x7f",
+        b"\xbf\xff",
+        b"\xf7" + b"\xff" * 4,
+        b"\xfe" + b"\xff" * 7,
+        b"\xff" + b"\xff" * 8,
+    ]
+    for coder, W in ((0, 8), (1, 16), (2, 32), (3, 64), (4, 32), (5, 64)):
+        for n in (2, 129):
+            m = min(128, n - 1) if coder < 4 else min(128, n)
+            for k, block in enumerate(_edge_blocks(W, m)):
+                if coder < 4:
+                    head = vbx_forms[k % len(vbx_forms)]
+                    for zz in (0, 1):
+                        w.add("pfor", struct.pack("<BH", coder | zz << 3, n - 1) + head + block)
+                else:
+                    for hb in (0, W - 1, W, 255):
+                        for lanes in (0, 1) if coder == 5 else (0,):
+                            w.add(
+                                "pfor",
+                                struct.pack("<BH", coder | lanes << 4, n - 1) + bytes([hb]) + block,
+                            )
+    # LUT: strides that overflow g * stride, zero, and tiny.
+    for stride in (0, 1, 2**32 - 1):
+        for hi in (0, 0x80, 0xFF):
+            w.add(
+                "lut", struct.pack("<HIBB", 200, stride, 1 if hi else 0, hi) + bytes(range(256)) * 4
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("outdir", type=Path)
@@ -249,6 +307,7 @@ def main() -> None:
     else:
         print(f"make_seeds: no fixtures at {args.fixtures}", file=sys.stderr)
     synthetic(w)
+    edge_cases(w)
     args.outdir.mkdir(parents=True, exist_ok=True)
     args.outdir.touch()
     print(
