@@ -111,6 +111,7 @@ import numpy as np
 import xarray as xr
 
 from . import _native
+from . import conventions as conv
 from .errors import OmEncodingError
 from .format.records import COMPRESSION_IDS, COMPRESSION_NAMES, array_type_for, valid_pair
 from .format.writer import (
@@ -131,19 +132,20 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- names
-# Everything that names things in the file or in ``encoding`` lives here (and will
-# come from ``xarray_om.conventions`` once that module settles them).
+# File and encoding names shared with the backend come from conventions.py; the
+# ones below are what only the writer needs (requested for conventions.py).
 
-DIMS_KEY = "coordinates"  # per-array string child: dimension names, space separated
+DIMS_KEY = conv.COORDINATES  # per-array string child: dimension names, space separated
 CF_COORDINATES_KEY = "cf_coordinates"  # CF "coordinates" attribute, renamed
-DEFAULT_TIME_UNITS = "seconds since 1970-01-01"
-ENC_CHUNKS = "chunks"
-ENC_PREFERRED_CHUNKS = "preferred_chunks"
-ENC_COMPRESSION = "compression"
+DEFAULT_TIME_UNITS = conv.UNIX_TIME_UNITS  # Unix seconds, like Open-Meteo's time arrays
+ENC_CHUNKS = conv.ENCODING_CHUNKS
+ENC_PREFERRED_CHUNKS = conv.ENCODING_PREFERRED_CHUNKS
+ENC_COMPRESSION = conv.ENCODING_COMPRESSION
+ENC_OM_SCALE_FACTOR = conv.ENCODING_SCALE_FACTOR
+ENC_OM_ADD_OFFSET = conv.ENCODING_ADD_OFFSET
+# Explicit to_om(encoding=...) also takes the short names, with OM semantics.
 ENC_SCALE_FACTOR = "scale_factor"
 ENC_ADD_OFFSET = "add_offset"
-ENC_OM_SCALE_FACTOR = "om_scale_factor"
-ENC_OM_ADD_OFFSET = "om_add_offset"
 ENC_DTYPE = "dtype"
 ENC_UNITS = "units"
 ENC_CALENDAR = "calendar"
