@@ -512,6 +512,11 @@ def test_unsupported_attributes_write_nothing(tmp_path, attrs, match):
         (xr.Dataset({"v": (("x",), np.zeros(2, "f4"))}), {"v": {"scale_factor": "x"}}, "number"),
         (xr.Dataset({"v": ((), 1.0)}), {"v": {"chunks": (1,)}}, "0-d"),
         (xr.Dataset({"v": (("x",), np.zeros(2))}), {"v": {"units": "s"}}, "datetime"),
+        (
+            xr.Dataset({"v": (("x",), da.arange(5.0, chunks=2)[da.arange(5, chunks=2) > 1])}),
+            None,
+            "unknown dask chunk sizes",
+        ),
     ],
 )
 def test_invalid_input_writes_nothing(tmp_path, ds, encoding, match):

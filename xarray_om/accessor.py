@@ -485,6 +485,10 @@ def _plan_variable(
             )
         return _VarPlan(name, dims, attrs, np.asarray(var.values).astype(storage)[()])
 
+    if any(isinstance(n, float) and math.isnan(n) for n in var.shape):
+        raise OmEncodingError(
+            f"variable {name!r} has unknown dask chunk sizes; call compute_chunk_sizes() first"
+        )
     shape = tuple(int(n) for n in var.shape)
     if 0 in shape:
         empty = [d for d, n in zip(dims, shape, strict=True) if n == 0]
