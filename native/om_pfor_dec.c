@@ -1144,39 +1144,50 @@ DEFINE_PREFIX_VARIANTS(uint64_t, pfx64_avx2, AVX2)
 
 /* Dispatch: a vector kernel may filter only if the row is at least as long
  * as its vector (its loads one row back must see final values). */
+/* Whether a kernel with VB-byte vectors may fuse the filter for rows of rb
+ * bytes: its loads one row back must not straddle stores that are still
+ * pending (a store-forwarding stall), so short rows need whole vectors. */
+#define ROW_BYTES_FREE 128
+OM_INLINE int vec_ok(const void *rp, size_t rb, size_t VB)
+{
+    return !rp || (rb >= VB && (rb >= ROW_BYTES_FREE || rb % VB == 0));
+}
+
 OM_INLINE uint64_t prefix_w(void *p, size_t m, uint64_t prev, const void *rp, size_t L, int zz,
                             const int W, int level)
 {
+    const size_t rb = L * (size_t)(W / 8);
+    (void)rb;
     (void)level;
     (void)L;
     switch (W) {
     case 8:
 #if OM_X86
-        if (level >= 2 && (!rp || L >= 16))
+        if (level >= 2 && (!rp || rb >= 16))
             return pfx8_ssse3((uint8_t *)p, m, (uint8_t)prev, (const uint8_t *)rp, zz);
 #endif
         return prefix8_c((uint8_t *)p, m, (uint8_t)prev, (const uint8_t *)rp, zz);
     case 16:
 #if OM_X86
-        if (level >= 3 && (!rp || L >= 16))
+        if (level >= 3 && vec_ok(rp, rb, 32))
             return pfx16_avx2((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
-        if (level >= 1 && (!rp || L >= 8))
+        if (level >= 1 && (!rp || rb >= 16))
             return pfx16_sse2((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
 #endif
         return prefix16_c((uint16_t *)p, m, (uint16_t)prev, (const uint16_t *)rp, zz);
     case 32:
 #if OM_X86
-        if (level >= 3 && (!rp || L >= 8))
+        if (level >= 3 && vec_ok(rp, rb, 32))
             return pfx32_avx2((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
-        if (level >= 1 && (!rp || L >= 4))
+        if (level >= 1 && (!rp || rb >= 16))
             return pfx32_sse2((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
 #endif
         return prefix32_c((uint32_t *)p, m, (uint32_t)prev, (const uint32_t *)rp, zz);
     default:
 #if OM_X86
-        if (level >= 3 && (!rp || L >= 4))
+        if (level >= 3 && vec_ok(rp, rb, 32))
             return pfx64_avx2((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
-        if (level >= 1 && (!rp || L >= 2))
+        if (level >= 1 && (!rp || rb >= 16))
             return pfx64_sse2((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
 #endif
         return prefix64_c((uint64_t *)p, m, prev, (const uint64_t *)rp, zz);
@@ -1426,7 +1437,7 @@ OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const
     }
     if (W == 32) {
 #if OM_X86
-        if (level >= 3 && (!rp || L >= 8))
+        if (level >= 3 && vec_ok(rp, 4 * L, 32))
             return fpx32_avx2((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
         if (level >= 2 && (!rp || L >= 4))
             return fpx32_ssse3((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
