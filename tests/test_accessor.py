@@ -779,6 +779,27 @@ def test_progress_bar_shows_one_bar_for_the_write(tmp_path):
     assert text.rstrip().endswith("s")
 
 
+def test_numpy_variables_encode_concurrently(tmp_path, monkeypatch):
+    """Two one-block numpy variables are encoded at the same time on two threads."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=20)
+    real = acc._native.encode_block
+    calls = []
+
+    def spy(codec, block, start):
+        calls.append(threading.current_thread().name)
+        if len(calls) <= 2:
+            barrier.wait()  # breaks (BrokenBarrierError) unless both run concurrently
+        return real(codec, block, start)
+
+    monkeypatch.setattr(acc._native, "encode_block", spy)
+    ds = xr.Dataset({"a": (("x",), np.arange(1000.0)), "b": (("x",), np.arange(1000.0) * 2)})
+    ds.om.to_om(tmp_path / "c.om", num_workers=2)
+    assert len(set(calls[:2])) == 2
+    np.testing.assert_array_equal(ours(tmp_path / "c.om")["b"][...], ds["b"].values)
+
+
 def test_synchronous_scheduler_is_honoured(tmp_path, monkeypatch):
     import threading
 
