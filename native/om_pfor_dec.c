@@ -606,6 +606,25 @@ SSSE3 static void merge_bitmap32_ssse3(uint32_t *out, const uint64_t bw[2], cons
     }
 }
 
+/* Two bitmap bytes (16 positions) per step: each 128-bit half expands its
+ * byte's high parts, the high half starting popcount(low byte) further on. */
+__attribute__((target("avx2"))) static void merge_bitmap16_avx2(uint16_t *out, const uint64_t bw[2],
+                                                               const uint16_t *high, int b)
+{
+    const __m128i cnt = _mm_cvtsi32_si128(b);
+    size_t k = 0;
+    for (int g = 0; g < 8; g++) {
+        const unsigned m0 = bm_byte(bw, 2 * g), m1 = bm_byte(bw, 2 * g + 1);
+        const size_t k1 = k + g_pop8[m0];
+        __m256i h = _mm256_loadu2_m128i((const __m128i *)(high + k1), (const __m128i *)(high + k));
+        const __m256i c = _mm256_loadu2_m128i((const __m128i *)g_exp16[m1], (const __m128i *)g_exp16[m0]);
+        h = _mm256_sll_epi16(_mm256_shuffle_epi8(h, c), cnt);
+        const __m256i o = _mm256_loadu_si256((const __m256i *)(out + 16 * g));
+        _mm256_storeu_si256((__m256i *)(out + 16 * g), _mm256_add_epi16(o, h));
+        k = k1 + g_pop8[m1];
+    }
+}
+
 __attribute__((target("avx2"))) static void merge_bitmap32_avx2(uint32_t *out, const uint64_t bw[2],
                                                                const uint32_t *high, int b)
 {
@@ -632,7 +651,12 @@ OM_INLINE void merge_bitmap(void *out, size_t m, const uint64_t bw[2], const voi
     if (level >= 2 && m == 128) {
         switch (W) {
         case 8: merge_bitmap8_ssse3((uint8_t *)out, bw, (const uint8_t *)high, b); return;
-        case 16: merge_bitmap16_ssse3((uint16_t *)out, bw, (const uint16_t *)high, b); return;
+        case 16:
+            if (level >= 3)
+                merge_bitmap16_avx2((uint16_t *)out, bw, (const uint16_t *)high, b);
+            else
+                merge_bitmap16_ssse3((uint16_t *)out, bw, (const uint16_t *)high, b);
+            return;
         case 32:
             if (level >= 3)
                 merge_bitmap32_avx2((uint32_t *)out, bw, (const uint32_t *)high, b);
@@ -720,12 +744,17 @@ __attribute__((target("avx2"))) static size_t hun64_avx2(const uint8_t *in, size
 }
 #endif
 
-#define PAD_MAX (1024 + 32) /* largest packed area (128 x 64 bits) + slack */
-#define PAD_SLACK 16        /* readable bytes the unpack kernels need past the area */
+/* Readable bytes the unpack kernels need past a packed area: 8 for the C
+ * kernels, 16 for whole vector groups, up to 72 for a partial last group
+ * unpacked as a whole one (only into buffers with room for it). */
+#define PAD_SLACK 80
+#define PAD_MAX (1024 + PAD_SLACK) /* largest packed area (128 x 64 bits) + slack */
 
 /* Horizontal unpack of m values of b bits from in[0, len). Returns bytes used. */
+/* cap: elements out can hold (>= m); with room for a whole last group of 8
+ * the vector kernels do it too. */
 OM_INLINE int64_t hunpack_checked(const uint8_t *in, size_t len, size_t m, int b, const int W,
-                                  void *out, int level)
+                                  void *out, size_t cap, int level)
 {
     const size_t sz = om_ceil8(m * (size_t)b);
     if (len < sz)
@@ -743,17 +772,21 @@ OM_INLINE int64_t hunpack_checked(const uint8_t *in, size_t len, size_t m, int b
     }
     size_t done = 0; /* values unpacked by a vector kernel (whole groups of 8 = b bytes) */
 #if OM_X86
-    if (level >= 3 && m >= 8) {
+    const size_t mv = cap >= (m + 7) / 8 * 8 ? (m + 7) / 8 * 8 : m; /* values for the kernels */
+    if (level >= 3 && mv >= 8) {
         if (W == 16 && b <= 16)
-            done = hun16_avx2(src, m, b, (uint16_t *)out);
+            done = hun16_avx2(src, mv, b, (uint16_t *)out);
         else if (W == 32 && b <= 25)
-            done = hun32_avx2(src, m, b, (uint32_t *)out);
+            done = hun32_avx2(src, mv, b, (uint32_t *)out);
         else if (W == 64 && b <= 57)
-            done = hun64_avx2(src, m, b, (uint64_t *)out);
+            done = hun64_avx2(src, mv, b, (uint64_t *)out);
     }
 #else
     (void)level;
+    (void)cap;
 #endif
+    if (done >= m)
+        return (int64_t)sz;
     src += done / 8 * (size_t)b;
     switch (W) {
     case 8: hunpack8(src, m - done, b, (uint8_t *)out + done); break;
@@ -773,7 +806,7 @@ OM_INLINE int64_t unpack_checked(const uint8_t *in, size_t len, size_t m, int b,
         return 0;
     }
     if (!vertical || (W == 64 && b > 32))
-        return hunpack_checked(in, len, m, b, W, out, level);
+        return hunpack_checked(in, len, m, b, W, out, m, level);
     const size_t sz = 16 * (size_t)b;
     if (len < sz)
         return OM_E_TRUNCATED;
@@ -850,7 +883,7 @@ OM_INLINE int64_t dec_block(const uint8_t *in, size_t len, size_t m, const int W
         else if (m < 128)
             bw[1] &= ((uint64_t)1 << (m - 64)) - 1;
         const size_t xn = (size_t)(popcount64(bw[0]) + popcount64(bw[1]));
-        r = hunpack_checked(in + p, len - p, xn, bx, W, high, level); /* typed like out */
+        r = hunpack_checked(in + p, len - p, xn, bx, W, high, 136, level); /* typed like out */
         if (r < 0)
             return r;
         p += (size_t)r;
