@@ -210,7 +210,7 @@ def table(results: list[dict], shape, reps: int) -> str:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
         f"Python {platform.python_version()}, numpy {np.__version__}, omfiles "
         f"{getattr(omfiles, '__version__', '1.2.0')}; native SIMD level "
-        f"{_native.lib.om_simd_level()} (3 = AVX2).",
+        f"{_native.lib.om_simd_level()} (3 = AVX2, 4 = AVX2 + GFNI).",
         "",
     ]
     head = "| dtype / compression | MB | comp. ratio | dec omfiles | dec ours (codec) | ratio |"

@@ -1,7 +1,7 @@
 /* Run-time selection of the SIMD code paths of the decoders.
  *
- * Levels: 0 = portable C, 1 = SSE2, 2 = SSSE3, 3 = AVX2 (x86-64 only; other
- * platforms always use 0). Every level gives bit-identical results. The level
+ * Levels: 0 = portable C, 1 = SSE2, 2 = SSSE3, 3 = AVX2, 4 = AVX2 + GFNI
+ * (x86-64 only; other platforms always use 0). Every level gives bit-identical results. The level
  * is chosen once when the library is loaded (the best the CPU supports, or 0
  * if the environment variable OM_NATIVE_NO_SIMD is set to a non-empty value
  * other than "0"). */

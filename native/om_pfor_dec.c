@@ -43,6 +43,8 @@ static void om_dec_detect(void)
         best = 2;
     if (__builtin_cpu_supports("avx2"))
         best = 3;
+    if (best == 3 && __builtin_cpu_supports("gfni"))
+        best = 4;
 #endif
     g_level_max = best;
     const char *env = getenv("OM_NATIVE_NO_SIMD");
@@ -1387,53 +1389,69 @@ AVX2 OM_INLINE __m256i rbit_bytes_avx2(__m256i x)
                            _mm256_shuffle_epi8(t_hi, _mm256_and_si256(_mm256_srli_epi16(x, 4), lo4)));
 }
 
-AVX2 OM_INLINE uint32_t fpx32_avx2_k(uint32_t *v, size_t m, unsigned hb, uint32_t prev,
-                                     const uint32_t *rp, const int filt)
+/* Kernels for AVX2, and AVX2 + GFNI where one affine instruction reverses the
+ * bits of every byte (matrix 0x8040201008040201). */
+#define GFNI __attribute__((target("avx2,gfni")))
+
+GFNI OM_INLINE __m256i rbit_bytes_gfni(__m256i x)
 {
-    const __m256i bswap = _mm256_setr_epi8(BSWAP32_IDX, BSWAP32_IDX);
-    const __m128i cnt = _mm_cvtsi32_si128((int)hb);
-    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
-    const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
-    __m256i carry = _mm256_set1_epi32((int)prev);
-    size_t i = 0;
-    for (; i + 8 <= m; i += 8) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
-        x = _mm256_srl_epi32(_mm256_shuffle_epi8(rbit_bytes_avx2(x), bswap), cnt);
-        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 4));
-        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));
-        x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, i3), hi_lane));
-        __m256i s = _mm256_xor_si256(x, carry);
-        if (filt)
-            s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
-        _mm256_storeu_si256((__m256i *)(v + i), s);
-        carry = _mm256_xor_si256(carry, _mm256_permutevar8x32_epi32(x, i7));
-    }
-    prev = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));
-    return fpx32_c_k(v + i, m - i, hb, prev, rp + i, filt);
+    return _mm256_gf2p8affine_epi64_epi8(x, _mm256_set1_epi64x(0x8040201008040201LL), 0);
 }
 
-AVX2 OM_INLINE uint64_t fpx64_avx2_k(uint64_t *v, size_t m, unsigned hb, uint64_t prev,
-                                     const uint64_t *rp, const int filt)
-{
-    const __m256i bswap = _mm256_setr_epi8(BSWAP64_IDX, BSWAP64_IDX);
-    const __m128i cnt = _mm_cvtsi32_si128((int)hb);
-    const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
-    __m256i carry = _mm256_set1_epi64x((long long)prev);
-    size_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
-        x = _mm256_srl_epi64(_mm256_shuffle_epi8(rbit_bytes_avx2(x), bswap), cnt);
-        x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));
-        x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permute4x64_epi64(x, 0x55), hi_lane));
-        __m256i s = _mm256_xor_si256(x, carry);
-        if (filt)
-            s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));
-        _mm256_storeu_si256((__m256i *)(v + i), s);
-        carry = _mm256_xor_si256(carry, _mm256_permute4x64_epi64(x, 0xFF));
+#define DEFINE_FPX32_256(NAME, ATTR, RBIT)                                                      \
+    ATTR OM_INLINE uint32_t NAME(uint32_t *v, size_t m, unsigned hb, uint32_t prev,             \
+                                 const uint32_t *rp, const int filt)                            \
+    {                                                                                           \
+        const __m256i bswap = _mm256_setr_epi8(BSWAP32_IDX, BSWAP32_IDX);                       \
+        const __m128i cnt = _mm_cvtsi32_si128((int)hb);                                         \
+        const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);                  \
+        const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);                     \
+        __m256i carry = _mm256_set1_epi32((int)prev);                                           \
+        size_t i = 0;                                                                           \
+        for (; i + 8 <= m; i += 8) {                                                            \
+            __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));                           \
+            x = _mm256_srl_epi32(_mm256_shuffle_epi8(RBIT(x), bswap), cnt);                     \
+            x = _mm256_xor_si256(x, _mm256_slli_si256(x, 4));                                   \
+            x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));                                   \
+            x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, i3), hi_lane)); \
+            __m256i s = _mm256_xor_si256(x, carry);                                             \
+            if (filt)                                                                           \
+                s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));         \
+            _mm256_storeu_si256((__m256i *)(v + i), s);                                         \
+            carry = _mm256_xor_si256(carry, _mm256_permutevar8x32_epi32(x, i7));                \
+        }                                                                                       \
+        prev = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(carry));                      \
+        return fpx32_c_k(v + i, m - i, hb, prev, rp + i, filt);                                 \
     }
-    prev = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(carry));
-    return fpx64_c_k(v + i, m - i, hb, prev, rp + i, filt);
-}
+
+#define DEFINE_FPX64_256(NAME, ATTR, RBIT)                                                      \
+    ATTR OM_INLINE uint64_t NAME(uint64_t *v, size_t m, unsigned hb, uint64_t prev,             \
+                                 const uint64_t *rp, const int filt)                            \
+    {                                                                                           \
+        const __m256i bswap = _mm256_setr_epi8(BSWAP64_IDX, BSWAP64_IDX);                       \
+        const __m128i cnt = _mm_cvtsi32_si128((int)hb);                                         \
+        const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);                  \
+        __m256i carry = _mm256_set1_epi64x((long long)prev);                                    \
+        size_t i = 0;                                                                           \
+        for (; i + 4 <= m; i += 4) {                                                            \
+            __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));                           \
+            x = _mm256_srl_epi64(_mm256_shuffle_epi8(RBIT(x), bswap), cnt);                     \
+            x = _mm256_xor_si256(x, _mm256_slli_si256(x, 8));                                   \
+            x = _mm256_xor_si256(x, _mm256_and_si256(_mm256_permute4x64_epi64(x, 0x55), hi_lane)); \
+            __m256i s = _mm256_xor_si256(x, carry);                                             \
+            if (filt)                                                                           \
+                s = _mm256_xor_si256(s, _mm256_loadu_si256((const __m256i *)(rp + i)));         \
+            _mm256_storeu_si256((__m256i *)(v + i), s);                                         \
+            carry = _mm256_xor_si256(carry, _mm256_permute4x64_epi64(x, 0xFF));                 \
+        }                                                                                       \
+        prev = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(carry));                      \
+        return fpx64_c_k(v + i, m - i, hb, prev, rp + i, filt);                                 \
+    }
+
+DEFINE_FPX32_256(fpx32_avx2_k, AVX2, rbit_bytes_avx2)
+DEFINE_FPX64_256(fpx64_avx2_k, AVX2, rbit_bytes_avx2)
+DEFINE_FPX32_256(fpx32_gfni_k, GFNI, rbit_bytes_gfni)
+DEFINE_FPX64_256(fpx64_gfni_k, GFNI, rbit_bytes_gfni)
 
 #define DEFINE_FPX_VARIANTS(T, NAME, ATTR)                                                 \
     ATTR static T NAME(T *v, size_t m, unsigned hb, T prev, const T *rp)                   \
@@ -1444,6 +1462,8 @@ DEFINE_FPX_VARIANTS(uint32_t, fpx32_ssse3, SSSE3)
 DEFINE_FPX_VARIANTS(uint64_t, fpx64_ssse3, SSSE3)
 DEFINE_FPX_VARIANTS(uint32_t, fpx32_avx2, AVX2)
 DEFINE_FPX_VARIANTS(uint64_t, fpx64_avx2, AVX2)
+DEFINE_FPX_VARIANTS(uint32_t, fpx32_gfni, GFNI)
+DEFINE_FPX_VARIANTS(uint64_t, fpx64_gfni, GFNI)
 #endif
 
 static uint32_t fpx32_c(uint32_t *v, size_t m, unsigned hb, uint32_t prev, const uint32_t *rp)
@@ -1470,6 +1490,8 @@ OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const
     }
     if (W == 32) {
 #if OM_X86
+        if (level >= 4 && vec_ok(rp, 4 * L, 32))
+            return fpx32_gfni((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
         if (level >= 3 && vec_ok(rp, 4 * L, 32))
             return fpx32_avx2((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
         if (level >= 2 && (!rp || L >= 4))
@@ -1478,6 +1500,8 @@ OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const
         return fpx32_c((uint32_t *)v, m, hb, (uint32_t)prev, (const uint32_t *)rp);
     }
 #if OM_X86
+    if (level >= 4 && (!rp || L >= 4))
+        return fpx64_gfni((uint64_t *)v, m, hb, prev, (const uint64_t *)rp);
     if (level >= 3 && (!rp || L >= 4))
         return fpx64_avx2((uint64_t *)v, m, hb, prev, (const uint64_t *)rp);
     if (level >= 2 && (!rp || L >= 2))
