@@ -8,6 +8,9 @@ Writers (same data, OM chunks, compression and scale factor for all):
   of the OM chunks (omfiles refuses those; ours rechunks);
 * ``omfiles.dask``       - ``omfiles.dask.write_dask_array`` of the same dask
   array, dask's threaded scheduler with 2 workers;
+* ``... (file)``         - both again from a file-backed dask source: the same
+  values in a lossless OM file opened with ``engine="xarray_om"`` in the same
+  dask chunks, so every block is read and decoded when computed (a conversion);
 * ``to_om (numpy)``      - ``ds.om.to_om`` of the numpy-backed Dataset, 2 threads;
 * ``omfiles numpy``      - ``omfiles.OmFileWriter.write_array`` of the numpy array.
 
@@ -33,8 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
+
+# omfiles also registers an engine named "om"; we always ask for "xarray_om".
+warnings.filterwarnings("ignore", message=".*engine name 'om'")
+warnings.filterwarnings("ignore", message="Found 2 entrypoints")
 
 CASES = {
     "pfor_int16_sf20": {"compression": "pfor_delta_2d_int16", "scale_factor": 20.0},
@@ -44,6 +52,8 @@ WRITERS = [
     "to_om (dask)",
     "to_om (dask, misaligned)",
     "omfiles.dask",
+    "to_om (dask, file)",
+    "omfiles.dask (file)",
     "to_om (numpy)",
     "omfiles numpy",
 ]
@@ -91,9 +101,17 @@ def reset_peak_rss() -> int:
     return _status_kib("VmRSS")
 
 
-def make_sources(data: np.ndarray) -> dict:
+def make_sources(data: np.ndarray, workdir: str) -> dict:
+    """The input as numpy, in-memory dask (aligned / misaligned) and file-backed dask.
+
+    The file-backed source is the same values stored losslessly (fpx) in an OM
+    file and opened with the xarray backend in dask chunks: every block is read
+    and decoded when computed, like a format conversion.
+    """
     import dask.array as da
     import xarray as xr
+
+    import xarray_om.accessor  # noqa: F401
 
     dims = ("y", "x", "time")
     out = {"numpy": data}
@@ -102,6 +120,14 @@ def make_sources(data: np.ndarray) -> dict:
         x = da.from_array(data, chunks=dask_chunks(data.shape, mis))
         out[key] = x
         out[f"ds {key}"] = xr.Dataset({"t": (dims, x)})
+    src = os.path.join(workdir, "source.om")
+    if not os.path.exists(src):
+        out["ds numpy"].om.to_om(src, encoding={"t": {"chunks": om_chunks(data.shape)}})
+    ds = xr.open_dataset(
+        src, engine="xarray_om", chunks=dict(zip(dims, dask_chunks(data.shape, False), strict=True))
+    )
+    out["ds dask file"] = ds
+    out["dask file"] = ds["t"].data
     return out
 
 
@@ -125,14 +151,16 @@ def write_once(sources: dict, case: str, writer: str, path: str) -> float:
         sources["ds dask misaligned"].om.to_om(
             path, encoding=enc, num_workers=THREADS, on_clamp="ignore"
         )
+    elif writer == "to_om (dask, file)":
+        sources["ds dask file"].om.to_om(path, encoding=enc, num_workers=THREADS, on_clamp="ignore")
     elif writer == "to_om (numpy)":
         sources["ds numpy"].om.to_om(path, encoding=enc, num_workers=THREADS, on_clamp="ignore")
-    elif writer == "omfiles.dask":
+    elif writer.startswith("omfiles.dask"):
         with dask.config.set(scheduler="threads", num_workers=THREADS):
             w = omfiles.OmFileWriter(path)
             v = omfiles.dask.write_dask_array(
                 w,
-                sources["dask"],
+                sources["dask file" if writer.endswith("(file)") else "dask"],
                 chunks=list(chunks),
                 compression=kw["compression"],
                 scale_factor=kw.get("scale_factor", 1.0),
@@ -161,10 +189,11 @@ def rss_one(case: str, writer: str, shape: tuple[int, ...]) -> dict:
 
     import xarray_om.accessor  # noqa: F401
 
-    sources = make_sources(smooth(shape))
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
-        path = os.path.join(d, "warm.om")
-        write_once(make_sources(smooth((4, 64, shape[2]))), case, writer, path)  # imports, pools
+        sources = make_sources(smooth(shape), d)
+        os.mkdir(os.path.join(d, "warm"))
+        warm = make_sources(smooth((4, 64, shape[2])), os.path.join(d, "warm"))
+        write_once(warm, case, writer, os.path.join(d, "warm.om"))  # imports, pools
         base = reset_peak_rss()
         write_once(sources, case, writer, os.path.join(d, "out.om"))
         peak = _status_kib("VmHWM")
@@ -184,11 +213,11 @@ def check_same_values(sources: dict, case: str, d: str) -> None:
 
 def timings(shape: tuple[int, ...], reps: int) -> list[dict]:
     data = smooth(shape)
-    sources = make_sources(data)
     times: dict = {(c, w): [] for c in CASES for w in WRITERS}
     cpu: dict = {(c, w): [] for c in CASES for w in WRITERS}
     sizes: dict = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
+        sources = make_sources(data, d)
         path = os.path.join(d, "out.om")
         for case in CASES:
             check_same_values(sources, case, d)
