@@ -810,6 +810,7 @@ class OmBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         storage_options: dict | None = None,
         dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+        legacy_grid: tuple[int, int] | None = None,
         variable_name: str | None = None,
         spatial_time: str = "dimension",
         decode_grid: bool = True,
@@ -820,8 +821,9 @@ class OmBackendEntrypoint(BackendEntrypoint):
 
         Each group's Dataset holds its arrays (and the arrays attached to
         them); groups are independent, so their dimensions need not align.
-        Keywords as in :meth:`open_dataset`. Closing the root (``"/"``)
-        Dataset closes the file.
+        Keywords as in :meth:`open_dataset`; ``dimension_names`` and
+        ``legacy_grid`` apply to the base group only. Closing the root
+        (``"/"``) Dataset closes the file.
         """
         f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
         try:
@@ -834,7 +836,7 @@ class OmBackendEntrypoint(BackendEntrypoint):
                     filename_or_obj,
                     drop_variables=_drop_set(drop_variables),
                     dimension_names=dimension_names if path == "/" else None,
-                    legacy_grid=None,
+                    legacy_grid=legacy_grid if path == "/" else None,
                     variable_name=variable_name,
                     spatial_time=spatial_time,
                     decode_grid=decode_grid,
@@ -874,6 +876,7 @@ class OmBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         storage_options: dict | None = None,
         dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+        legacy_grid: tuple[int, int] | None = None,
         variable_name: str | None = None,
         spatial_time: str = "dimension",
         decode_grid: bool = True,
@@ -898,6 +901,7 @@ class OmBackendEntrypoint(BackendEntrypoint):
             group=group,
             storage_options=storage_options,
             dimension_names=dimension_names,
+            legacy_grid=legacy_grid,
             variable_name=variable_name,
             spatial_time=spatial_time,
             decode_grid=decode_grid,
