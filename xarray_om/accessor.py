@@ -27,8 +27,12 @@ Pipeline (one direction, one layer per step):
    remote commit). Any error, invalid input or lost worker leaves the previous
    file (or nothing) at ``target``.
 
-Peak memory is about ``window x block_bytes`` (raw block, encoded bytes and the
-source's own intermediates), whatever the array size.
+Peak memory is about ``window x job size`` (raw block, encoded bytes and the
+source's own intermediates), whatever the array size. A job is one block of
+about ``block_bytes``; for dask sources a job may hold up to 4 blocks' worth
+when that lets a source chunk be computed once instead of once per block
+(source chunks larger than that are read once per block: a partial read for
+file-backed arrays, a recomputation otherwise).
 
 File layout written (readable by ``omfiles`` >= 1.2 and this package)
 ---------------------------------------------------------------------
@@ -1208,9 +1212,11 @@ _DOC_PARAMS = """
             with a distributed Client, used only to size the default window.
         window : int, optional
             Blocks in flight (submitted, not yet written); default
-            ``2 * num_workers``. Peak memory ~ ``window * block_bytes``.
+            ``2 * num_workers``. Peak memory ~ ``window * block_bytes`` (up to
+            4x that for dask sources whose chunks are larger than a block).
         block_bytes : int
-            Approximate raw size of one encode job (a run of whole OM chunks).
+            Approximate raw size of one encoded block (a run of whole OM chunks),
+            default 8 MiB.
         on_clamp : {"warn", "raise", "ignore"}
             Values that a lossy compression cannot represent (they would read
             back as NaN or clamped): warn (:class:`OmClampWarning`), raise
