@@ -590,8 +590,7 @@ INTEROP = [
 
         import xarray_om
         import xarray_om.accessor  # registers ds.om
-        from xarray_om import OmStore
-        from xarray_om.zarr.manifest import om_manifest, om_references
+        from xarray_om.zarr import OmParser, OmStore, om_manifest, om_references
 
         # omfiles, when installed, also registers the engine name "om". These notebooks always
         # say engine="xarray_om", so xarray's and xarray-om's clash warnings are only noise here.
@@ -688,7 +687,7 @@ INTEROP = [
         """
         ### VirtualiZarr
 
-        `xarray_om.zarr.manifest.OmParser` is a VirtualiZarr parser. Two OM files opened
+        `xarray_om.zarr.OmParser` is a VirtualiZarr parser. Two OM files opened
         virtually and concatenated along time form one array whose chunks point into both
         files; nothing is copied.
         """
@@ -703,8 +702,6 @@ INTEROP = [
         except ImportError as exc:  # optional dependency
             print("VirtualiZarr not installed, skipping:", exc)
         else:
-            from xarray_om.zarr.manifest import OmParser
-
             parts = []
             for k, start in enumerate(["2026-02-01", "2026-02-03"]):
                 p = workdir / f"part{k}.om"

@@ -24,6 +24,11 @@ from xarray_om import cli
 
 ENGINE = "xarray_om"
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::xarray_om.backend.EngineNameClashWarning"),
+    pytest.mark.filterwarnings("ignore:Found 2 entrypoints for the engine name om"),
+]
+
 
 def _script() -> list[str]:
     exe = Path(sys.executable).parent / "xarray-om"
@@ -450,23 +455,38 @@ def test_convert_om_to_netcdf_and_zarr_round_trip(fixtures_dir: Path, tmp_path: 
         np.testing.assert_array_equal(b["openmeteo_run"].values, expected)
 
 
-def test_convert_errors(sample_nc, fixtures_dir: Path, tmp_path: Path) -> None:
+def test_convert_errors(sample_nc, fixtures_dir: Path, tmp_path: Path, capsys) -> None:
     src, _ = sample_nc
-    p = run("convert", src, tmp_path / "x.txt")
-    assert p.returncode == 2 and "cannot tell the output format" in p.stderr
+
+    def main(*args: object) -> tuple[int, str]:
+        code = cli.main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    code, err = main("convert", src, tmp_path / "x.txt")
+    assert code == 2 and "cannot tell the output format" in err
     existing = tmp_path / "exists.om"
     existing.write_bytes(b"old")
-    p = run("convert", src, existing, "--chunks", "nosuch=1,2")
-    assert p.returncode == 2 and "exists" in p.stderr
+    code, err = main("convert", src, existing, "--chunks", "nosuch=1,2")
+    assert code == 2 and "exists" in err
     assert existing.read_bytes() == b"old"
-    p = run("convert", src, existing, "--overwrite", "--chunks", "nosuch=1,2")
-    assert p.returncode == 2 and "no variable 'nosuch'" in p.stderr
+    code, err = main("convert", src, existing, "--overwrite", "--chunks", "nosuch=1,2")
+    assert code == 2 and "no variable 'nosuch'" in err
+    code, err = main("convert", src, existing, "--overwrite", "--chunks", "precipitation=1,2")
+    assert code == 2 and "precipitation has 3 dimensions" in err
+    code, err = main("convert", src, existing, "--overwrite", "--compression", "bogus")
+    assert code == 2 and "not an OM compression" in err
+    code, err = main("convert", src, existing, "--overwrite", "--scale-factor", "x")
+    assert code == 2 and "not a number" in err
     assert existing.read_bytes() == b"old"
-    p = run("convert", src, existing, "--overwrite", "--compression", "bogus")
-    assert p.returncode == 2 and "not an OM compression" in p.stderr
-    p = run("convert", src, tmp_path / "o.zarr", "--scale-factor", "20")
-    assert p.returncode == 2 and "only apply to OM output" in p.stderr
-    # damaged OM input: exit 1 with the file named, no traceback
+    code, err = main("convert", src, tmp_path / "o.zarr", "--scale-factor", "20")
+    assert code == 2 and "only apply to OM output" in err
+    code, err = main("convert", tmp_path / "missing.nc", tmp_path / "m.om")
+    assert code == 2 and "no such file" in err
+    # an encoding the OM writer rejects (float compression on an int array): usage error 2
+    code, err = main("convert", src, tmp_path / "r.om", "--compression", "station_id=fpx_xor_2d")
+    assert code == 2 and "OmEncodingError" in err
+    assert not (tmp_path / "r.om").exists()
+    # damaged OM input: exit 1 with the file named, no traceback (in a subprocess)
     data = bytearray((fixtures_dir / "shape_2d.om").read_bytes())
     data[-24:] = b"\0" * 24
     bad = tmp_path / "bad.om"
@@ -476,12 +496,6 @@ def test_convert_errors(sample_nc, fixtures_dir: Path, tmp_path: Path) -> None:
     assert str(bad) in p.stderr
     _no_traceback(p)
     assert not (tmp_path / "bad.nc").exists()
-    # an encoding the OM writer rejects (int16 compression on an int array): usage error 2
-    code = cli.main(
-        ["convert", str(src), str(tmp_path / "r.om"), "--compression", "station_id=fpx_xor_2d"]
-    )
-    assert code == 2
-    assert not (tmp_path / "r.om").exists()
 
 
 def test_convert_to_s3_then_info(sample_nc, s3) -> None:

@@ -999,7 +999,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():  # filters set by a command stay inside main()
+            return int(args.func(args))
     except UsageError as exc:
         print(f"xarray-om {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
