@@ -1095,6 +1095,7 @@ AVX2 OM_INLINE uint16_t pfx16_avx2_k(uint16_t *p, size_t m, uint16_t prev, const
     const __m256i last = _mm256_set1_epi16(0x0F0E); /* bytes 14, 15 of each lane */
     __m256i carry = _mm256_set1_epi16((short)prev);
     size_t i = 0;
+    OM_UNROLL(2)
     for (; i + 16 <= m; i += 16) {
         __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
         if (zz)
@@ -1121,6 +1122,7 @@ AVX2 OM_INLINE uint32_t pfx32_avx2_k(uint32_t *p, size_t m, uint32_t prev, const
     const __m256i i3 = _mm256_set1_epi32(3), i7 = _mm256_set1_epi32(7);
     __m256i carry = _mm256_set1_epi32((int)prev);
     size_t i = 0;
+    OM_UNROLL(2)
     for (; i + 8 <= m; i += 8) {
         __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
         if (zz)
@@ -1144,6 +1146,7 @@ AVX2 OM_INLINE uint64_t pfx64_avx2_k(uint64_t *p, size_t m, uint64_t prev, const
     const __m256i hi_lane = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
     __m256i carry = _mm256_set1_epi64x((long long)prev);
     size_t i = 0;
+    OM_UNROLL(2)
     for (; i + 4 <= m; i += 4) {
         __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
         if (zz)
