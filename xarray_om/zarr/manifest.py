@@ -377,7 +377,19 @@ def _json_value(v: Any) -> Any:
 
 
 def codec_for(arr: OmArray) -> OmChunkCodec:
-    """The codec that decodes the chunks of ``arr``."""
+    """The codec that decodes the chunks of ``arr``.
+
+    Raises OmFormatError for a non-finite scale_factor/add_offset: the format
+    accepts them (every value then decodes to NaN or garbage) but JSON cannot
+    carry them, so such a file cannot be described to zarr.
+    """
+    sf, ao = float(arr.scale_factor), float(arr.add_offset)
+    if not (np.isfinite(sf) and np.isfinite(ao)):
+        raise OmFormatError(
+            f"array {arr.path!r} has a non-finite scale_factor/add_offset ({sf}, {ao}); "
+            "the Zarr view cannot describe it",
+            source=arr.file.source_name,
+        )
     return OmChunkCodec(
         compression=arr.compression,
         scale_factor=float(arr.scale_factor),
