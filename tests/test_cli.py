@@ -208,6 +208,26 @@ def test_verify_every_fixture_is_clean(fixtures_dir: Path, manifest: dict) -> No
     assert p.stdout.splitlines()[-1].startswith("OK: 21 of 21 chunks in 2 arrays decoded")
 
 
+def test_verify_small_read_budget_same_result(
+    fixtures_dir: Path, manifest: dict, tmp_path: Path, monkeypatch
+) -> None:
+    """Batches split by bytes (tiny budget, non-contiguous reads) find the same chunk."""
+    entry = _files(manifest)["shape_2d.om"]
+    lut = entry["root"]["container"]["lut"]
+    data = bytearray((fixtures_dir / "shape_2d.om").read_bytes())
+    data[lut[17] : lut[18]] = b"\xff" * (lut[18] - lut[17])
+    bad = tmp_path / "bad.om"
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(cli, "_VERIFY_BATCH", 5)
+    monkeypatch.setattr(cli, "_VERIFY_BATCH_BYTES", 300)
+    (rep,) = cli.verify_file(str(bad))["arrays"]
+    assert [(p.first, p.byte_range) for p in rep.problems] == [(17, (lut[17], lut[18]))]
+    assert rep.stored_bytes == lut[-1] - lut[0]
+    for name in ("many_chunks.om", "hierarchy.om"):
+        res = cli.verify_file(str(fixtures_dir / name))
+        assert all(not r.problems for r in res["arrays"]) and not res["problems"]
+
+
 def _chunk_range(entry: dict, fixtures_dir: Path, index: int) -> tuple[int, int]:
     lut = entry["root"].get("container", {}).get("lut")
     if lut is not None:

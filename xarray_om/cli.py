@@ -442,11 +442,26 @@ def _batches(n: int) -> Iterator[np.ndarray]:
         yield np.arange(start, min(start + _VERIFY_BATCH, n), dtype=np.int64)
 
 
-def _read_batch(source: Any, ranges: list[tuple[int, int]]) -> list[bytes]:
-    # One contiguous read when the chunks are back to back (the usual layout).
+def _byte_groups(order: list[int], ranges: dict[int, tuple]) -> Iterator[list[int]]:
+    """Split chunks into groups spanning at most ``_VERIFY_BATCH_BYTES`` (memory bound)."""
+    group: list[int] = []
+    lo = hi = 0
+    for i in order:
+        a, b = ranges[i]
+        if group and max(hi, b) - min(lo, a) > _VERIFY_BATCH_BYTES:
+            yield group
+            group = []
+        lo, hi = (a, b) if not group else (min(lo, a), max(hi, b))
+        group.append(i)
+    if group:
+        yield group
+
+
+def _read_batch(source: Any, ranges: list[tuple[int, int]]) -> list[Any]:
+    # One read when the chunks lie (nearly) back to back, the usual layout.
     lo = min(a for a, _ in ranges)
     hi = max(b for _, b in ranges)
-    if hi - lo <= max(_VERIFY_BATCH_BYTES, 2 * sum(b - a for a, b in ranges)):
+    if hi - lo <= max(1 << 20, 2 * sum(b - a for a, b in ranges)):
         blob = memoryview(source.read_range(lo, hi))
         return [blob[a - lo : b - lo] for a, b in ranges]
     return source.read_ranges(ranges)
@@ -460,28 +475,32 @@ def verify_array(arr: Any, where: str) -> ArrayReport:
         ranges = _chunk_ranges(arr, idx, where, rep)
         if not ranges:
             continue
-        order = sorted(ranges)
-        try:
-            datas = _read_batch(source, [ranges[i] for i in order])
-        except Exception:
-            datas = []
-            for i in order:
-                try:
-                    datas.append(source.read_range(*ranges[i]))
-                except Exception as exc:
-                    datas.append(exc)
-        for i, data in zip(order, datas, strict=True):
-            a, b = ranges[i]
-            rep.stored_bytes += b - a
-            try:
-                if isinstance(data, BaseException):
-                    raise data
-                arr.decode_chunk(i, data)
-            except Exception as exc:
-                rep.problems.append(
-                    Problem(where, _error_text(exc), i, i, arr.chunk_coords(i), (a, b))
-                )
+        for group in _byte_groups(sorted(ranges), ranges):
+            _verify_group(arr, where, rep, source, group, ranges)
     return rep
+
+
+def _verify_group(
+    arr: Any, where: str, rep: ArrayReport, source: Any, order: list[int], ranges: dict
+) -> None:
+    try:
+        datas: list[Any] = _read_batch(source, [ranges[i] for i in order])
+    except Exception:
+        datas = []
+        for i in order:
+            try:
+                datas.append(source.read_range(*ranges[i]))
+            except Exception as exc:
+                datas.append(exc)
+    for i, data in zip(order, datas, strict=True):
+        a, b = ranges[i]
+        rep.stored_bytes += b - a
+        try:
+            if isinstance(data, BaseException):
+                raise data
+            arr.decode_chunk(i, data)
+        except Exception as exc:
+            rep.problems.append(Problem(where, _error_text(exc), i, i, arr.chunk_coords(i), (a, b)))
 
 
 def _walk_verify(
