@@ -462,7 +462,7 @@ int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float ad
         return OM_E_INVALID;
     if (n == 0 || row_len == 0 || n % row_len != 0)
         return OM_E_GEOMETRY;
-    if (out == NULL || (in == NULL && in_len))
+    if (out == NULL || (in == NULL && in_len) || n > SIZE_MAX / 16)
         return OM_E_INVALID;
     return decode_chunk_impl(dtype, compression, scale_factor, add_offset, flags, in, in_len, n,
                              row_len, out, NULL, scratch, scratch_len);

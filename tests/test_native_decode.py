@@ -510,6 +510,54 @@ def test_valid_minimal_streams():
     assert used == 10 and v.tolist() == [0, 2**63 + 1]
 
 
+@pytest.mark.parametrize(
+    ("dtype", "hexbytes", "n", "expected"),
+    [
+        # fpx: a width field hb >= W means "all XORs zero" (quirk K4), whatever else
+        ("float32", "ff 00", 3, [0, 0, 0]),
+        ("float32", "21 00", 2, [0, 0]),
+        ("float64", "40 00", 2, [0, 0]),
+        ("float64", "c8 00", 1, [0]),
+        # the first group sets a value, the all-zero second group repeats it
+        ("float32", "00 20" + " 00 00 80 3f" * 128 + " ff 00", 130, None),
+    ],
+)
+def test_fpx_zero_groups(dtype, hexbytes, n, expected):
+    data = _h(hexbytes)
+    values, used = _native.decode_chunk(exact(data), dtype, 1, n, n)
+    assert used == len(data)
+    if expected is not None:
+        assert bits(values).tolist() == expected
+    else:  # 128 raw words rbit'ed and XOR-chained, then the last value twice more
+        assert bits(values)[128] == bits(values)[127] == bits(values)[129]
+
+
+def test_fuzz_decode_select():
+    """Garbage chunk bytes and ranges through the many-chunk path: values or
+    OmCodecError, never a crash."""
+    rng = np.random.default_rng(21)
+    for i in range(300):
+        dtype, comp = PAIRS[i % len(PAIRS)]
+        ndim = int(rng.integers(1, 4))
+        dims = tuple(int(rng.integers(1, 30)) for _ in range(ndim))
+        chunks = tuple(int(rng.integers(1, d + 1)) for d in dims)
+        codec = _native.ArrayCodec(
+            {v: k for k, v in _DT.items()}[dtype], COMPRESSION_IDS[comp], dims, chunks, 7.0, 1.0
+        )
+        n_chunks = int(np.prod([-(-d // c) for d, c in zip(dims, chunks, strict=True)]))
+        data = exact(rng.bytes(int(rng.integers(0, 400))))
+        k = int(rng.integers(1, n_chunks + 1))
+        idx = rng.choice(n_chunks, size=k, replace=False).astype(np.uint64)
+        off = rng.integers(0, len(data) + 1, size=k).astype(np.uint64)
+        ln = np.minimum(rng.integers(0, 80, size=k), len(data) - off).astype(np.uint64)
+        sel = [_random_index(rng, d) for d in dims]
+        out = np.zeros([len(s) for s in sel], codec.dtype)
+        try:
+            _native.decode_select(codec, out, sel, idx, data, off, ln)
+        except OmCodecError:
+            pass
+
+
 def test_geometry_errors():
     with pytest.raises(OmCodecError):
         _native.decode_chunk(b"\x00", "int16", 2, 5, 2)  # 5 values are not rows of 2
