@@ -27,7 +27,7 @@
 #define SEL_CAP 1024
 #define OUT_CAP (1u << 15) /* output elements */
 #define ORACLE_CAP (1u << 18) /* decoded elements kept by the oracle */
-#define ORACLE_CHUNKS (1u << 16)
+#define ORACLE_CHUNKS (1u << 12)
 
 typedef struct {
     int ok;
