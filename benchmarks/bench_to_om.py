@@ -291,7 +291,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c, w = r["case"], r["writer"]
-        od = "omfiles.dask (file)" if "file" in w else "omfiles.dask"  # same source
+        od = "omfiles.dask (file)" if w.endswith("file)") else "omfiles.dask"  # same source
         print(
             f"| {c} | {w} | {fmt_time(r['wall'])} | {nbytes / r['wall'] / 1e6:.0f} MB/s "
             f"| {ref[c, od] / r['wall']:.2f}x | {ref[c, 'omfiles numpy'] / r['wall']:.2f}x "
