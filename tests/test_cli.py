@@ -447,6 +447,20 @@ def test_convert_global_options_apply_to_float_data_variables(sample_nc, tmp_pat
     assert arrays["lat"]["compression"] == "fpx_xor_2d"  # coordinates stay lossless
 
 
+def test_convert_group_and_unnamed_attributes(fixtures_dir: Path, tmp_path: Path, capsys) -> None:
+    src = fixtures_dir / "hierarchy.om"
+    # the root group has a scalar named "" (legal in OM, not in NetCDF): dropped with a note
+    assert cli.main(["convert", str(src), str(tmp_path / "root.nc")]) == 0
+    assert "dropping global attribute with an empty name" in capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "root.nc") as got, xr.open_dataset(src, engine=ENGINE) as want:
+        np.testing.assert_array_equal(got.temperature_2m.values, want.temperature_2m.values)
+        assert "" not in got.attrs and got.attrs["title"] == want.attrs["title"]
+    assert cli.main(["convert", str(src), str(tmp_path / "g.om"), "--group", "scalars"]) == 0
+    with xr.open_dataset(tmp_path / "g.om", engine=ENGINE) as got:
+        assert got.attrs["string_unicode"] == "Zürich ☀ 東京"
+        assert got.attrs["uint64"] == np.uint64(18446744073709551615)
+
+
 def test_convert_om_to_netcdf_and_zarr_round_trip(fixtures_dir: Path, tmp_path: Path) -> None:
     src = fixtures_dir / "openmeteo_run.om"
     nc = tmp_path / "run.nc"
