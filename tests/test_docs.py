@@ -24,6 +24,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
+# The README text is drafted in docs/ until the lead merges it into README.md.
+README_TEXT = (
+    DOCS / "README-draft.md" if (DOCS / "README-draft.md").exists() else ROOT / "README.md"
+)
 HEADING = re.compile(r"^#{2,4} `(xarray_om(?:\.\w+)+)\((.*)\)`\s*$", re.MULTILINE)
 
 
@@ -131,7 +135,7 @@ def test_readme_draft_keeps_the_two_commands() -> None:
         assert block is not None
         return block.group(1)
 
-    draft = (DOCS / "README-draft.md").read_text()
+    draft = README_TEXT.read_text()
     assert commands(draft) == commands((ROOT / "README.md").read_text())
     for must in (
         'engine="xarray_om"',
@@ -142,7 +146,7 @@ def test_readme_draft_keeps_the_two_commands() -> None:
 
 
 def test_readme_draft_example_runs(tmp_path: Path) -> None:
-    draft = (DOCS / "README-draft.md").read_text()
+    draft = README_TEXT.read_text()
     code = re.search(r"## In ten lines.*?```python\n(.*?)```", draft, re.DOTALL).group(1)
     assert len(code.strip().splitlines()) <= 10
     proc = subprocess.run(
