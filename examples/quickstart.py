@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-import xarray_om
-import xarray_om.accessor  # noqa: F401
+import xarray_om  # noqa: F401  (registers the ds.om accessor)
 
 
 def sample_dataset(ny: int = 90, nx: int = 180, nt: int = 24 * 30) -> xr.Dataset:

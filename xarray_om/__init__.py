@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 
+from . import accessor  # noqa: F401  (registers the ds.om / da.om accessors with xarray)
 from .errors import OmCodecError, OmEncodingError, OmError, OmFormatError, OmReadOnlyError
 
 __version__ = "0.1.0"
