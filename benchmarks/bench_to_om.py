@@ -4,6 +4,8 @@ Writers (same data, OM chunks, compression and scale factor for all):
 
 * ``to_om (dask)``       - ``ds.om.to_om`` of a Dataset backed by a dask array
   (``da.from_array`` of the in-memory input, whole OM-chunk rows), 2 threads;
+* ``to_om (dask, 1 thread)`` - the same with one encoding thread (how much the
+  second thread gives on this machine at this moment);
 * ``to_om (dask, misaligned)`` - the same with dask chunks that are not multiples
   of the OM chunks (omfiles refuses those; ours rechunks);
 * ``omfiles.dask``       - ``omfiles.dask.write_dask_array`` of the same dask
@@ -53,6 +55,7 @@ CASES = {
 }
 WRITERS = [
     "to_om (dask)",
+    "to_om (dask, 1 thread)",
     "to_om (dask, misaligned)",
     "omfiles.dask",
     "to_om (dask, file)",
@@ -150,6 +153,8 @@ def write_once(sources: dict, case: str, writer: str, path: str) -> float:
     t0 = time.perf_counter()
     if writer == "to_om (dask)":
         sources["ds dask"].om.to_om(path, encoding=enc, num_workers=THREADS, on_clamp="ignore")
+    elif writer == "to_om (dask, 1 thread)":
+        sources["ds dask"].om.to_om(path, encoding=enc, num_workers=1, on_clamp="ignore")
     elif writer == "to_om (dask, misaligned)":
         sources["ds dask misaligned"].om.to_om(
             path, encoding=enc, num_workers=THREADS, on_clamp="ignore"
