@@ -108,7 +108,7 @@ import uuid
 import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -170,7 +170,7 @@ VALID_ENCODING = frozenset(
 
 # --------------------------------------------------------------------------- defaults
 
-#: Approximate raw bytes of one encode job (a run of whole OM chunks).
+#: Approximate raw bytes of one encoded block (a run of whole OM chunks).
 DEFAULT_BLOCK_BYTES = 8 * 2**20
 _CHUNK_TARGET = 3072  # values per OM chunk (Open-Meteo: 3072 / T locations x T steps)
 _CHUNK_MAX_LAST = 4096  # a last dimension up to this length stays whole
@@ -215,10 +215,9 @@ class _VarPlan:
     name: str
     dims: tuple[str, ...]
     attrs: list[tuple[str, Any]]
-    data: Any  # numpy array, dask array, or a lazily indexed xarray Variable; 0-d: the value
+    data: Any  # dask array, or an xarray Variable (numpy or lazily indexed); 0-d: the value
     codec: _native.ArrayCodec | None = None  # None for 0-d variables
     check_clamp: bool = False
-    jobs: list[Any] = field(default_factory=list)
 
     @property
     def is_array(self) -> bool:
