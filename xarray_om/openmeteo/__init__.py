@@ -59,10 +59,10 @@ import xarray as xr
 from xarray.backends.common import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from . import conventions as conv
-from . import grids
-from .errors import OmFormatError
-from .format.reader import OmArray, OmFile
+from .. import conventions as conv
+from .. import grids
+from ..errors import OmFormatError
+from ..format.reader import OmArray, OmFile
 
 __all__ = ["LAYOUTS", "open_openmeteo"]
 
