@@ -18,11 +18,11 @@ derived from the file size; the process's peak RSS is bounded too, and an
 file must be rejected before any allocation can fail).
 
 Environment: ``XARRAY_OM_CORRUPT_FLIPS`` random corruptions per fixture
-(default 200; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
+(default 150; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
 k-th body position, default 3; 1 for all), ``XARRAY_OM_CORRUPT_SEED``
 (default 0), ``XARRAY_OM_CORRUPT_BACKEND_FLIPS`` (cases per fixture through the
 xarray backend, default 40), ``XARRAY_OM_CORRUPT_ZARR_FLIPS`` (through the Zarr
-view, default 8). On failure the case and a command reproducing it
+view, default 5). On failure the case and a command reproducing it
 are printed.
 """
 
@@ -45,10 +45,10 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve()
-FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "200"))
+FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "150"))
 CUT_STEP = int(os.environ.get("XARRAY_OM_CORRUPT_CUT_STEP", "3"))
 BACKEND_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_BACKEND_FLIPS", "40"))
-ZARR_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_ZARR_FLIPS", "8"))
+ZARR_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_ZARR_FLIPS", "5"))
 # A corrupt file whose scale_factor/add_offset decode to inf/NaN makes the Zarr
 # view raise a plain ValueError from OmChunkCodec (xarray_om/zarr/manifest.py
 # codec_for -> zarr/codec.py OmChunkCodec.__init__); reported, not yet fixed.

@@ -5,7 +5,7 @@ UBSan (libFuzzer when clang is installed, else the portable fuzz/driver.c with
 gcc) and fuzzes each for a short time from seeds made of the fixtures' chunks.
 Any sanitizer report, crash, broken harness invariant or timeout fails the test.
 
-Budget: ``XARRAY_OM_FUZZ_SECONDS`` per harness (default 10 s, 4 harnesses).
+Budget: ``XARRAY_OM_FUZZ_SECONDS`` per harness (default 8 s, 4 harnesses).
 Long campaigns: see fuzz/README.md.
 """
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "fuzz" / "run.sh"
 REGRESSIONS = Path(__file__).resolve().parent / "data" / "fuzz_regressions"
 HARNESSES = ("chunk", "pfor", "lut", "select")
-SECONDS = int(os.environ.get("XARRAY_OM_FUZZ_SECONDS", "10"))
+SECONDS = int(os.environ.get("XARRAY_OM_FUZZ_SECONDS", "8"))
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="the fuzz scripts need a POSIX shell"),
