@@ -104,16 +104,15 @@ static void conv16_c(const uint16_t *q, float *out, size_t n, float sf, float ao
 }
 
 /* powf is by far the slowest step; a chunk holds few distinct int16 values
- * (precipitation: mostly small non-negative ones), so results for the common
- * range are memoised when the caller's scratch has room. Same inputs, same
- * powf calls: bit-identical. */
-#define LOG_MEMO_LO (-1024)
-#define LOG_MEMO_N 8192
-#define LOG_MEMO_BYTES (LOG_MEMO_N * 5)
+ * (precipitation, sf 1000: 0 .. ~2000 for up to 100 mm), so the results for
+ * that range are memoised (on the stack, ~11 KiB). Same inputs, same powf
+ * calls: bit-identical. */
+#define LOG_MEMO_LO (-256)
+#define LOG_MEMO_N 2304
 
 typedef struct {
-    float *val;     /* LOG_MEMO_N results */
-    uint8_t *known; /* LOG_MEMO_N flags */
+    float val[LOG_MEMO_N];
+    uint8_t known[LOG_MEMO_N];
 } log_memo_t;
 
 static void conv16_log_c(const uint16_t *q, float *out, size_t n, float sf, log_memo_t *memo)
@@ -440,13 +439,9 @@ static int64_t decode_chunk_impl(int dtype, int compression, float scale_factor,
         c.q = out;
         c.lag = F;
     }
-    if (c.kind == 1 && n >= 512) {
-        memo.val = (float *)scratch_take(scratch, scratch_len, &used, LOG_MEMO_BYTES);
-        if (memo.val != NULL) {
-            memo.known = (uint8_t *)(memo.val + LOG_MEMO_N);
-            memset(memo.known, 0, LOG_MEMO_N);
-            c.memo = &memo;
-        }
+    if (c.kind == 1 && n >= 64) {
+        memset(memo.known, 0, LOG_MEMO_N);
+        c.memo = &memo;
     }
     r = om_pfor_decode_rows(in, in_len, n, 1, width, (void *)c.q, F, conv_sink, &c);
     if (r >= 0)
