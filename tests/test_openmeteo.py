@@ -1451,7 +1451,7 @@ def test_http_mirror_without_listings(http_root):
 
 def test_lazy_export_and_time_parsing():
     assert xarray_om.open_openmeteo is open_openmeteo
-    from xarray_om.openmeteo import _to_unix
+    from xarray_om.openmeteo.times import to_unix as _to_unix
 
     assert _to_unix("2024-01-01") == 1704067200
     assert _to_unix("2024-01-01T00:00Z") == 1704067200
