@@ -20,9 +20,9 @@ from .dataset import Built, Variables, dtype_for, grid_for, space_chunks
 from .messages import short
 from .pieces import MemberStack, Piece, TimeLastFile, Window
 from .series import SeriesArray
-from .store import GUESS_PROBES, LazyFile, OpenFiles
+from .store import GUESS_PROBES, LazyFile, OpenFiles, Store
 from .times import datetimes
-from .variables import resolve_variables, stored_names
+from .variables import Members, resolve_variables, stored_names
 
 
 class _Probe(NamedTuple):
@@ -68,40 +68,14 @@ def build(
     dt = meta.time_resolution(info, store.url(meta_path))
     resolved = resolve_variables(requested, [f for f in folders if f != "static"], model_dir)
 
-    # List every folder once (or derive its file names).
     guessed = None if listed else paths.guessed_chunks(store, meta_path, info, dt, t0, t1)
-    listings: dict[str, list[paths.Folder]] = {}
-    for name, members in resolved:
-        entries = stored_names(name, members)
-        dirs = [(m, posixpath.join(model_dir, f)) for m, f in entries]
-        if guessed is None:
-            per = [paths.list_folder(store, d, m) for m, d in dirs]
-        else:
-            per = [paths.derived_folder(d, m, guessed) for m, d in dirs]
-        if not any(f.chunks or f.years for f in per):
-            raise FileNotFoundError(
-                f"no chunk_<N>.om or year_<YYYY>.om files in {store.url(dirs[0][1])}"
-            )
-        listings[name] = per
-
+    listings = {name: _folders(store, model_dir, name, mem, guessed) for name, mem in resolved}
     probes = {name: _probe(files, name, per, listed) for name, per in listings.items()}
     ny, nx, ntime = _geometry(probes, info, grid, model)
 
-    # Time axis: the union of all files, cut to [start, end].
     spans = {n: [timeline.spans(f, ntime, dt) for f in per] for n, per in listings.items()}
     every = [sp for lst in spans.values() for m in lst for sp in m]
-    if not every:
-        raise ValueError(f"no usable files for {sorted(listings)} of {model!r}")
-    ext_lo = min(sp.start for sp in every)
-    ext_hi = max(sp.stop for sp in every)
-    lo = ext_lo if t0 is None else max(ext_lo, -(-t0 // dt))
-    hi = ext_hi if t1 is None else min(ext_hi, t1 // dt + 1)
-    if hi <= lo:
-        raise ValueError(
-            f"no chunk files of {model!r} between the requested start and end; files "
-            f"cover {datetimes([ext_lo * dt])[0]} .. {datetimes([(ext_hi - 1) * dt])[0]}"
-        )
-
+    lo, hi = _steps(every, t0, t1, dt, sorted(listings), model)
     variables = Variables(grid_for(info.get("crs_wkt"), ny, nx, use_pyproj))
     for name, per in listings.items():
         probe = probes[name]
@@ -122,6 +96,45 @@ def build(
         key=(int(lo), int(hi), tuple(sorted(sp.path for sp in every))),
         attrs=attrs,
     )
+
+
+def _folders(
+    store: Store, model_dir: str, name: str, members: Members | None, guessed: list[int] | None
+) -> list[paths.Folder]:
+    """The folders of one variable (one per member folder), listed or ``guessed`` chunks."""
+    dirs = [(m, posixpath.join(model_dir, f)) for m, f in stored_names(name, members)]
+    if guessed is None:
+        per = [paths.list_folder(store, d, m) for m, d in dirs]
+    else:
+        per = [paths.derived_folder(d, m, guessed) for m, d in dirs]
+    if not any(f.chunks or f.years for f in per):
+        raise FileNotFoundError(
+            f"no chunk_<N>.om or year_<YYYY>.om files in {store.url(dirs[0][1])}"
+        )
+    return per
+
+
+def _steps(
+    every: list[timeline.Span],
+    t0: int | None,
+    t1: int | None,
+    dt: int,
+    names: list[str],
+    model: str,
+) -> tuple[int, int]:
+    """The time axis ``[lo, hi)`` in steps: the union of all files, cut to [start, end]."""
+    if not every:
+        raise ValueError(f"no usable files for {names} of {model!r}")
+    ext_lo = min(sp.start for sp in every)
+    ext_hi = max(sp.stop for sp in every)
+    lo = ext_lo if t0 is None else max(ext_lo, -(-t0 // dt))  # first step at or after t0
+    hi = ext_hi if t1 is None else min(ext_hi, t1 // dt + 1)
+    if hi <= lo:
+        raise ValueError(
+            f"no chunk files of {model!r} between the requested start and end; files "
+            f"cover {datetimes([ext_lo * dt])[0]} .. {datetimes([(ext_hi - 1) * dt])[0]}"
+        )
+    return lo, hi
 
 
 def _probe(files: OpenFiles, name: str, per: list[paths.Folder], listed: bool) -> _Probe:
