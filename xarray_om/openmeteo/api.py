@@ -11,9 +11,8 @@ import xarray as xr
 from . import data, spatial
 from . import run as run_layout
 from .dataset import BuiltEntrypoint
+from .request import Request
 from .store import OpenFiles, Store
-from .times import to_unix
-from .variables import as_names
 
 #: Layouts :func:`open_openmeteo` understands (``layout=``).
 LAYOUTS = ("data", "spatial", "run")
@@ -121,19 +120,15 @@ def open_openmeteo(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     store = Store.create(root, storage_options, filesystem)
-    names = as_names(variables)
-    t0 = to_unix(start) if start is not None else None
-    t1 = to_unix(end, end=True) if end is not None else None
-    if t0 is not None and t1 is not None and t1 < t0:
-        raise ValueError(f"end ({end!r}) is before start ({start!r})")
+    req = Request.create(model, variables, start, end, use_pyproj)
     files = OpenFiles(store)
     try:
         if layout == "data":
-            built = data.build(files, model, names, t0, t1, grid, dict(meta or {}), use_pyproj)
+            built = data.build(files, req, grid, dict(meta or {}))
         elif layout == "spatial":
-            built = spatial.build(files, model, names, t0, t1, run, realm, use_pyproj)
+            built = spatial.build(files, req, run, realm)
         else:
-            built = run_layout.build(files, model, names, t0, t1, run, use_pyproj)
+            built = run_layout.build(files, req, run)
     except BaseException:
         files.close()  # the probe files opened so far
         raise

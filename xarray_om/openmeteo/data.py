@@ -19,6 +19,7 @@ from . import legacy, meta, paths, timeline
 from .dataset import Built, Variables, dtype_for, grid_for, space_chunks
 from .messages import short
 from .pieces import MemberStack, Piece, TimeLastFile, Window
+from .request import Request
 from .series import SeriesArray
 from .store import GUESS_PROBES, LazyFile, OpenFiles, Store
 from .times import datetimes
@@ -39,15 +40,11 @@ class _Probe(NamedTuple):
 
 def build(
     files: OpenFiles,
-    model: str,
-    requested: list[str] | None,
-    t0: int | None,
-    t1: int | None,
+    req: Request,
     grid: tuple[int, int] | None,
     meta_override: dict[str, Any],
-    use_pyproj: bool | None,
 ) -> Built:
-    store = files.store
+    store, model = files.store, req.model
     model_dir = store.path("data", model)
     info, meta_path = meta.data_meta(store, model_dir, meta_override)
     folders = store.listdir(model_dir)
@@ -59,24 +56,24 @@ def build(
                 f"model folder {store.url(model_dir)} not found; models: {short(parent)}"
             )
         # An unlistable store (HTTP mirror): trust the names, derive paths from meta.json.
-        folders = list(requested or [])
-    if requested is None:
+        folders = list(req.variables or [])
+    if req.variables is None:
         raise ValueError(
             "layout='data' needs variables=...; variables of "
             f"{model!r}: {short([f for f in folders if f != 'static'])}"
         )
     dt = meta.time_resolution(info, store.url(meta_path))
-    resolved = resolve_variables(requested, [f for f in folders if f != "static"], model_dir)
+    resolved = resolve_variables(req.variables, [f for f in folders if f != "static"], model_dir)
 
-    guessed = None if listed else paths.guessed_chunks(store, meta_path, info, dt, t0, t1)
+    guessed = None if listed else paths.guessed_chunks(store, meta_path, info, dt, req.t0, req.t1)
     listings = {name: _folders(store, model_dir, name, mem, guessed) for name, mem in resolved}
     probes = {name: _probe(files, name, per, listed) for name, per in listings.items()}
     ny, nx, ntime = _geometry(probes, info, grid, model)
 
     spans = {n: [timeline.spans(f, ntime, dt) for f in per] for n, per in listings.items()}
     every = [sp for lst in spans.values() for m in lst for sp in m]
-    lo, hi = _steps(every, t0, t1, dt, sorted(listings), model)
-    variables = Variables(grid_for(info.get("crs_wkt"), ny, nx, use_pyproj))
+    lo, hi = _steps(every, req, dt, sorted(listings))
+    variables = Variables(grid_for(info.get("crs_wkt"), ny, nx, req.use_pyproj))
     for name, per in listings.items():
         probe = probes[name]
         array, members, preferred = _series(
@@ -114,15 +111,9 @@ def _folders(
     return per
 
 
-def _steps(
-    every: list[timeline.Span],
-    t0: int | None,
-    t1: int | None,
-    dt: int,
-    names: list[str],
-    model: str,
-) -> tuple[int, int]:
+def _steps(every: list[timeline.Span], req: Request, dt: int, names: list[str]) -> tuple[int, int]:
     """The time axis ``[lo, hi)`` in steps: the union of all files, cut to [start, end]."""
+    model, t0, t1 = req.model, req.t0, req.t1
     if not every:
         raise ValueError(f"no usable files for {names} of {model!r}")
     ext_lo = min(sp.start for sp in every)

@@ -19,6 +19,7 @@ from . import meta, paths
 from .dataset import Built, Variables, dtype_for, grid_for, space_chunks
 from .messages import warn
 from .pieces import SpatialFile
+from .request import Request
 from .series import SeriesArray
 from .store import LazyFile, OpenFiles, Store
 from .times import datetimes
@@ -28,17 +29,8 @@ from .variables import Resolved, resolve_variables, stored_names
 _SPATIAL_PROBES = 3
 
 
-def build(
-    files: OpenFiles,
-    model: str,
-    requested: list[str] | None,
-    t0: int | None,
-    t1: int | None,
-    run: Any,
-    realm: str | None,
-    use_pyproj: bool | None,
-) -> Built:
-    store = files.store
+def build(files: OpenFiles, req: Request, run: Any, realm: str | None) -> Built:
+    store, model = files.store, req.model
     suffix = paths.realm_suffix(realm)
     base = store.path("data_spatial", model)
     folder, latest = paths.resolve_run(store, base, run, f"latest{suffix}.json")
@@ -47,7 +39,8 @@ def build(
     meta_path = posixpath.join(run_dir, f"meta{suffix}.json")
     info = meta.run_meta(store, meta_path, latest)
     by_time, listed = _valid_time_files(store, base, run_dir, realm, info, meta_path)
-    times = sorted(t for t in by_time if (t0 is None or t >= t0) and (t1 is None or t <= t1))
+    found = np.array(sorted(by_time), dtype=np.int64)
+    times = found[req.in_range(found)].tolist()
     if not times:
         raise FileNotFoundError(
             f"no data_spatial files{' for realm ' + realm if realm else ''} in "
@@ -61,8 +54,8 @@ def build(
     if first.kind != "group":
         raise OmFormatError("data_spatial files have a group root", source=lead.name)
     available = info.get("variables") or [c.name for c in first.children if c.kind == "array"]
-    resolved = resolve_variables(requested, list(available), where)
-    probes, resolved = _probe_arrays(lazies, resolved, where, search_all=requested is not None)
+    resolved = resolve_variables(req.variables, list(available), where)
+    probes, resolved = _probe_arrays(lazies, resolved, where, search_all=req.variables is not None)
     shapes = {tuple(a.shape) for a in probes.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
         raise OmFormatError(
@@ -73,7 +66,7 @@ def build(
     if reference is None:
         reference = first.attrs.get(conv.FORECAST_REFERENCE_TIME)
     crs_wkt = info.get("crs_wkt", first.attrs.get("crs_wkt"))
-    variables = Variables(grid_for(crs_wkt, ny, nx, use_pyproj))
+    variables = Variables(grid_for(crs_wkt, ny, nx, req.use_pyproj))
     for name, mem in resolved:
         names = [n for _, n in stored_names(name, mem)]
         probe = probes[names[0]]

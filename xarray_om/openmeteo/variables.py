@@ -19,20 +19,6 @@ Members = list[tuple[int, str]]
 Resolved = list[tuple[str, Members | None]]
 
 
-def as_names(variables: str | Sequence[str] | None) -> list[str] | None:
-    """The ``variables=`` argument as a list of names (None: all)."""
-    if variables is None:
-        return None
-    if isinstance(variables, str):
-        return [variables]
-    names = [str(v) for v in variables]
-    if not names:
-        raise ValueError("variables is empty")
-    if len(set(names)) != len(names):
-        raise ValueError(f"variables has duplicates: {names}")
-    return names
-
-
 def group_members(available: Iterable[str]) -> dict[str, Members]:
     """``{base: [(member number, stored name), ...]}`` for ``<base>_memberNN`` names.
 
