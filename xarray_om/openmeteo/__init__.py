@@ -36,6 +36,14 @@ gives dask arrays with one dask chunk per file along time by default.
 
 Grids come from ``crs_wkt`` via :mod:`xarray_om.grids` (2-D
 latitude/longitude for projected grids when pyproj is installed).
+
+Modules, from the bottom up: ``store`` (fsspec root, lazy OM files),
+``paths`` (file names per layout), ``meta`` (``meta.json`` sidecars),
+``variables`` (member grouping), ``times``, ``messages`` (warnings);
+``keys``, ``pieces``, ``legacy`` and ``series`` (the lazy arrays);
+``timeline`` (which data/ file holds which step); ``data``, ``spatial`` and
+``run`` (one per layout) build a ``dataset.Built`` from a ``request.Request``;
+``api.open_openmeteo`` hands it to xarray.
 """
 
 from .api import LAYOUTS, open_openmeteo
