@@ -7,6 +7,7 @@ Buffers are passed without copies (``ffi.from_buffer``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,12 +19,14 @@ from .format.records import ARRAY_DTYPES, COMPRESSION_NAMES, array_type_for
 
 __all__ = [
     "ArrayCodec",
+    "decode_box",
     "decode_chunk",
     "decode_lut",
     "decode_select",
     "encode_block",
     "encode_chunk",
     "encode_lut",
+    "index_run",
 ]
 
 _MESSAGES = {
@@ -103,6 +106,17 @@ class ArrayCodec:
         self.__dict__.update(state)
 
 
+_TYPE_IDS: dict[object, int] = {}
+
+
+def _type_id(dtype: object) -> int:
+    """Record data type id of a dtype (cached: this sits on per-chunk paths)."""
+    tid = _TYPE_IDS.get(dtype)
+    if tid is None:
+        tid = _TYPE_IDS[dtype] = array_type_for(np.dtype(dtype))
+    return tid
+
+
 def _u64(a: object) -> np.ndarray:
     if type(a) is np.ndarray and a.dtype == np.uint64 and a.flags.c_contiguous:
         return a
@@ -168,10 +182,14 @@ def decode_chunk(
     source: object = None,
 ) -> tuple[np.ndarray, int]:
     """Decode one chunk of ``n`` values; returns (1-D values, bytes consumed)."""
-    dtype = np.dtype(dtype)
-    data_type = array_type_for(dtype)
+    data_type = _type_id(dtype)
     out = np.empty(n, dtype)
-    scratch = np.empty(lib.om_chunk_scratch(data_type, compression, n), np.uint8)
+    # Only the int16 codecs stage integers outside ``out`` (2 bytes per value, 64-aligned).
+    if compression in (0, 3):
+        scratch_arr = np.empty(2 * n + 64, np.uint8)
+        scratch, scratch_len = ffi.from_buffer(scratch_arr), scratch_arr.nbytes
+    else:
+        scratch, scratch_len = ffi.NULL, 0
     buf = ffi.from_buffer("uint8_t[]", data)
     flags = lib.OM_FLAG_X86_LANES if x86_lanes else 0
     r = lib.om_decode_chunk(
@@ -185,8 +203,8 @@ def decode_chunk(
         n,
         row_len,
         ffi.from_buffer(out),
-        ffi.from_buffer(scratch),
-        scratch.nbytes,
+        scratch,
+        scratch_len,
     )
     if r < 0:
         raise OmCodecError(f"cannot decode chunk: {_message(r)}", source=source)
@@ -280,6 +298,162 @@ def decode_select(
     if r < 0:
         where = f"chunk {int(chunk_idx[bad[0]])}" if n and bad[0] < n else "selection"
         raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+
+
+# -- decode_box: the hot path of small reads ---------------------------------------------
+
+# 0, 1, 2, ... shared by every box read: dimension d selects ``iota[start:start + count]``
+# by pointer arithmetic instead of building an index array per read. Grown on demand
+# (never shrunk) up to the cap; longer selections get their own ``np.arange``.
+_IOTA_CAP = 1 << 16
+_iota: tuple[np.ndarray, object] = (np.empty(0, np.int64), ffi.NULL)
+_iota_lock = threading.Lock()
+
+
+def _iota_upto(n: int) -> tuple[np.ndarray, object]:
+    global _iota
+    arr, ptr = _iota
+    n = min(n, _IOTA_CAP)
+    if arr.size >= n:
+        return arr, ptr
+    with _iota_lock:
+        arr, ptr = _iota
+        if arr.size < n:
+            arr = np.arange(max(1024, 1 << (n - 1).bit_length()), dtype=np.int64)
+            arr.flags.writeable = False  # views of it are handed out as index arrays
+            # The cdata keeps ``arr`` alive; callers hold the pair while C runs, so a
+            # concurrent growth never frees memory in use.
+            ptr = ffi.from_buffer("int64_t[]", arr)
+            _iota = (arr, ptr)
+    return _iota
+
+
+class _BoxArgs:
+    """Argument arrays of one decode_box call (one set per thread, reused)."""
+
+    __slots__ = ("bad", "chunk_idx", "chunk_len", "chunk_off", "sel_len", "sel_ptrs")
+
+    def __init__(self) -> None:
+        self.sel_ptrs = ffi.new("int64_t *[]", lib.OM_MAX_DIMS)
+        self.sel_len = ffi.new("uint64_t[]", lib.OM_MAX_DIMS)
+        self.chunk_idx = ffi.new("uint64_t[]", 1)
+        self.chunk_off = ffi.new("uint64_t[]", 1)
+        self.chunk_len = ffi.new("uint64_t[]", 1)
+        self.bad = ffi.new("size_t *")
+
+
+def index_run(start: int, count: int) -> np.ndarray:
+    """``np.arange(start, start + count)`` (int64, read-only), usually a view of a shared array."""
+    arr = _iota_upto(start + count)[0]
+    if start + count <= arr.size:
+        return arr[start : start + count]
+    run = np.arange(start, start + count, dtype=np.int64)
+    run.flags.writeable = False
+    return run
+
+
+class _BoxTls(threading.local):
+    args: _BoxArgs | None = None
+
+
+_box_tls = _BoxTls()
+
+
+def decode_box(
+    codec: ArrayCodec,
+    out: np.ndarray,
+    start: Sequence[int],
+    count: Sequence[int],
+    chunk_idx: int | np.ndarray,
+    data: bytes | memoryview | np.ndarray,
+    chunk_off: int | np.ndarray,
+    chunk_len: int | np.ndarray,
+    *,
+    source: object = None,
+) -> None:
+    """:func:`decode_select` for a box ``array[start[0]:start[0] + count[0], ...]``.
+
+    Same native call, cheaper marshalling (no index arrays, per-thread argument
+    arrays): meant for small reads where the call overhead matters. ``out`` is
+    C-contiguous with ``prod(count)`` elements of ``codec.dtype`` (any shape, e.g.
+    with the integer-indexed axes dropped). ``start`` and ``count`` hold Python
+    ints; ``chunk_idx``, ``chunk_off`` and ``chunk_len`` are either ints (one
+    chunk) or equally long arrays.
+    """
+    if type(out) is not np.ndarray or not out.flags.c_contiguous or out.dtype != codec.dtype:
+        raise ValueError("out must be a C-contiguous numpy array with the array's dtype")
+    dims = codec.dims
+    ndim = len(dims)
+    if len(start) != ndim or len(count) != ndim:
+        raise ValueError("start and count need one entry per dimension")
+    args = _box_tls.args
+    if args is None:
+        args = _BoxArgs()
+    else:
+        # Taken out while in use: a re-entrant call on this thread (signal handler,
+        # finaliser) gets its own set instead of overwriting ours.
+        _box_tls.args = None
+    keep = []
+    try:
+        iota_arr, iota = _iota
+        n_iota = iota_arr.size
+        ptrs = args.sel_ptrs
+        n_out = 1
+        for d in range(ndim):
+            s = start[d]
+            c = count[d]
+            e = s + c
+            if not (0 <= s and 0 < c and e <= dims[d]):
+                raise ValueError(f"box [{s}, +{c}) outside dimension {d} of size {dims[d]}")
+            if e > n_iota and e <= _IOTA_CAP:
+                iota_arr, iota = _iota_upto(max(dims))
+                n_iota = iota_arr.size
+            if e <= n_iota:
+                ptrs[d] = iota + s
+            else:
+                ix = np.arange(s, e, dtype=np.int64)
+                keep.append(ix)
+                ptrs[d] = ffi.from_buffer("int64_t[]", ix)
+            n_out *= c
+        if out.size != n_out:
+            raise ValueError(f"out has {out.size} elements, the box {n_out}")
+        lens = args.sel_len
+        lens[0:ndim] = count
+        if type(chunk_idx) is int:
+            n = 1
+            p_idx, p_off, p_len = args.chunk_idx, args.chunk_off, args.chunk_len
+            p_idx[0] = chunk_idx
+            p_off[0] = chunk_off
+            p_len[0] = chunk_len
+        else:
+            idx, off, ln = _u64(chunk_idx), _u64(chunk_off), _u64(chunk_len)
+            n = idx.size
+            if off.size != n or ln.size != n:
+                raise ValueError("chunk_idx, chunk_off and chunk_len differ in length")
+            keep.append((idx, off, ln))
+            p_idx = ffi.from_buffer("uint64_t[]", idx)
+            p_off = ffi.from_buffer("uint64_t[]", off)
+            p_len = ffi.from_buffer("uint64_t[]", ln)
+        buf = ffi.from_buffer("uint8_t[]", data)
+        bad = args.bad
+        r = lib.om_decode_select(
+            codec._c(),
+            ptrs,
+            lens,
+            ffi.from_buffer(out),
+            n,
+            p_idx,
+            buf,
+            len(buf),
+            p_off,
+            p_len,
+            bad,
+        )
+        if r < 0:
+            where = f"chunk {int(p_idx[bad[0]])}" if bad[0] < n else "selection"
+            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+    finally:
+        _box_tls.args = args
 
 
 def encode_block(
