@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from xarray import Dataset, DataTree, Variable
 from xarray import conventions as xr_conventions
 from xarray.backends.common import BackendArray, BackendEntrypoint
@@ -529,6 +530,9 @@ class _Builder:
             # fastpath: the values already are datetime64[ns]; xarray's
             # normalisation would round-trip them through pandas.
             values = conv.unix_seconds_to_datetime64(seconds)
+            if values.ndim == 1:
+                # A ready pandas index is reused as the dimension's index.
+                return Variable(dims, pd.DatetimeIndex(values), attrs, encoding)
             return Variable(dims, values, attrs, encoding, fastpath=True)
         attrs = {**attrs, **conv.unix_time_attrs()}
         return Variable(dims, seconds, attrs, encoding)
