@@ -1,8 +1,9 @@
 """Corrupted and truncated OM files never crash, hang or blow up memory.
 
 Every fixture of /work/shared/fixtures is damaged in many ways (every
-truncation point; every cut of the body with the trailer kept; random byte,
-bit and 64-bit field corruptions, biased to the metadata at the tail) and then
+truncation point; cuts of the body with the trailer kept; every byte of the
+header and tail regions set to 0xFF/bit-flipped; random byte, bit and
+64-bit field corruptions, biased to the metadata at the tail) and then
 opened with :class:`xarray_om.format.reader.OmFile`, its whole tree walked
 (names, attributes, scalar values) and its arrays read (whole when small,
 corners otherwise); smaller sets go through ``xr.open_dataset`` + ``load`` and
@@ -18,11 +19,13 @@ derived from the file size; the process's peak RSS is bounded too, and an
 file must be rejected before any allocation can fail).
 
 Environment: ``XARRAY_OM_CORRUPT_FLIPS`` random corruptions per fixture
-(default 150; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
-k-th body position, default 3; 1 for all), ``XARRAY_OM_CORRUPT_SEED``
-(default 0), ``XARRAY_OM_CORRUPT_BACKEND_FLIPS`` (cases per fixture through the
-xarray backend, default 40), ``XARRAY_OM_CORRUPT_ZARR_FLIPS`` (through the Zarr
-view, default 5). On failure the case and a command reproducing it
+(default 100; 5000 for a long run), ``XARRAY_OM_CORRUPT_CUT_STEP`` (cut every
+k-th body position, default 6; 1 for all), ``XARRAY_OM_CORRUPT_SEED``
+(default 0), ``XARRAY_OM_CORRUPT_BYTES_HEAD`` / ``_TAIL`` (bytes at the start
+/ end of each file set to 0xFF and bit-flipped; default 40 / 64, a
+large value covers whole files), ``XARRAY_OM_CORRUPT_BACKEND_FLIPS`` (cases per fixture through the
+xarray backend, default 20), ``XARRAY_OM_CORRUPT_ZARR_FLIPS`` (through the Zarr
+view, default 3). On failure the case and a command reproducing it
 are printed.
 """
 
@@ -45,10 +48,14 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve()
-FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "150"))
-CUT_STEP = int(os.environ.get("XARRAY_OM_CORRUPT_CUT_STEP", "3"))
-BACKEND_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_BACKEND_FLIPS", "40"))
-ZARR_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_ZARR_FLIPS", "5"))
+FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_FLIPS", "100"))
+CUT_STEP = int(os.environ.get("XARRAY_OM_CORRUPT_CUT_STEP", "6"))
+BACKEND_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_BACKEND_FLIPS", "20"))
+ZARR_FLIPS = int(os.environ.get("XARRAY_OM_CORRUPT_ZARR_FLIPS", "3"))
+# Systematic single-byte damage: the first HEAD and last TAIL bytes of every file
+# (legacy header + LUT at the front; v3 trailer, root and child records at the end).
+BYTES_HEAD = int(os.environ.get("XARRAY_OM_CORRUPT_BYTES_HEAD", "40"))
+BYTES_TAIL = int(os.environ.get("XARRAY_OM_CORRUPT_BYTES_TAIL", "64"))
 # A corrupt file whose scale_factor/add_offset decode to inf/NaN makes the Zarr
 # view raise a plain ValueError from OmChunkCodec (xarray_om/zarr/manifest.py
 # codec_for -> zarr/codec.py OmChunkCodec.__init__); reported, not yet fixed.
@@ -137,6 +144,11 @@ def cases(family: str, blob: bytes, name: str, seed: int) -> Iterator[tuple[str,
         if blob[:3] == b"OM\x03":
             for k in range(0, n - TRAILER, CUT_STEP):
                 yield f"cut:{k}", blob[:k] + blob[-TRAILER:]
+    elif family == "bytes":
+        positions = sorted({*range(min(n, BYTES_HEAD)), *range(max(0, n - BYTES_TAIL), n)})
+        for p in positions:
+            for v in sorted({0xFF, blob[p] ^ 0x01, blob[p] ^ 0x80} - {blob[p]}):
+                yield f"byte:{p}={v}", blob[:p] + bytes([v]) + blob[p + 1 :]
     elif family == "flip":
         for i in range(FLIPS):
             rng = random.Random(f"{seed}/{name}/{i}")
@@ -378,6 +390,15 @@ def test_cut_body_with_trailer(fixtures_dir: Path, tmp_path: Path) -> None:
     summary = _run(fixtures_dir, ["cut_keep_trailer"], tmp_path, timeout=600)
     _check(summary, fixtures_dir)
     assert summary["cases"] > 10000 // CUT_STEP
+
+
+def test_every_metadata_byte(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Each of the first 40 and last 64 bytes of every fixture set to 0xFF and with
+    its low / high bit flipped (legacy header, trailer, root record, LUT ends)."""
+    summary = _run(fixtures_dir, ["bytes"], tmp_path, timeout=600)
+    _check(summary, fixtures_dir)
+    assert summary["cases"] > 2 * len(list(fixtures_dir.glob("*.om"))) * BYTES_TAIL
+    assert summary["om_errors"] > 0.1 * summary["cases"]
 
 
 def test_random_corruptions(fixtures_dir: Path, tmp_path: Path) -> None:
