@@ -89,7 +89,9 @@ compile() {
     local src=$1 obj=$2
     shift 2
     stale "$obj" "$src" "$ROOT"/native/*.h "$FUZZ"/*.h "$FUZZ/run.sh" || return 0
-    $CC_ $COMMON "$@" -c "$src" -o "$obj.tmp" && mv "$obj.tmp" "$obj"
+    # Unique temporaries + rename: concurrent runs and running campaigns never
+    # see a half-written object or binary.
+    $CC_ $COMMON "$@" -c "$src" -o "$obj.$$.tmp" && mv "$obj.$$.tmp" "$obj"
 }
 
 build() {
@@ -118,7 +120,8 @@ build() {
         if stale "$BIN/fuzz_$h" "$BIN/obj/fuzz_$h.o" $objs; then
             echo "linking $engine fuzz_$h" >&2
             # shellcheck disable=SC2086
-            $CC_ $LINK_FLAGS "$BIN/obj/fuzz_$h.o" $objs -o "$BIN/fuzz_$h" -lm || return 2
+            $CC_ $LINK_FLAGS "$BIN/obj/fuzz_$h.o" $objs -o "$BIN/fuzz_$h.$$.tmp" -lm &&
+                mv "$BIN/fuzz_$h.$$.tmp" "$BIN/fuzz_$h" || return 2
         fi
     done
 }
