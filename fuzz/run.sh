@@ -17,7 +17,7 @@
 # broken invariant, timeout, excessive allocation), 2 on a build error.
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${FUZZ_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 FUZZ=$ROOT/fuzz
 OUT=$FUZZ/out
 WORK=${FUZZ_WORK:-$FUZZ/corpus-work}
