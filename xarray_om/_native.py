@@ -406,6 +406,7 @@ def decode_box(
             if not (0 <= s and 0 < c and e <= dims[d]):
                 raise ValueError(f"box [{s}, +{c}) outside dimension {d} of size {dims[d]}")
             if e > n_iota and e <= _IOTA_CAP:
+                keep.append(iota)  # earlier dimensions point into the old run
                 iota_arr, iota = _iota_upto(max(dims))
                 n_iota = iota_arr.size
             if e <= n_iota:

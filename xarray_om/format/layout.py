@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
@@ -24,6 +25,7 @@ __all__ = [
     "LUT_GROUP",
     "MAX_ELEMENTS_PER_BYTE",
     "READ_BUFFERS",
+    "THREAD_BUFFER_MAX",
     "BufferPool",
     "Grid",
     "LegacyLut",
@@ -32,9 +34,13 @@ __all__ = [
     "Selection",
     "V3Lut",
     "aligned_buffer",
+    "box_key",
     "check_plausible",
+    "give_thread_buffer",
     "normalize_key",
     "plan_reads",
+    "plan_run",
+    "take_thread_buffer",
 ]
 
 LUT_GROUP = 64  # entries per LUT group, fixed by the format (container spec 6.2)
@@ -118,6 +124,40 @@ class BufferPool:
 
 
 READ_BUFFERS = BufferPool()
+
+# Small reads (a chunk or a few) use one reused buffer per thread: no lock, no
+# allocation, pages already faulted in. Larger ones go through READ_BUFFERS.
+THREAD_BUFFER_MAX = 1 << 20
+
+
+class _ThreadSlot(threading.local):
+    buf: memoryview | None = None
+
+
+_THREAD = _ThreadSlot()
+
+
+def take_thread_buffer(nbytes: int) -> memoryview:
+    """This thread's read buffer: a 64-byte aligned ``memoryview`` of at least ``nbytes``.
+
+    ``nbytes`` must be at most :data:`THREAD_BUFFER_MAX`. Hand it back with
+    :func:`give_thread_buffer`; until then a nested call on the same thread
+    gets a new buffer instead of this one.
+    """
+    mv = _THREAD.buf
+    if mv is None or mv.nbytes < nbytes:
+        size = max(1 << 16, 1 << (max(nbytes, 1) - 1).bit_length())
+        raw = np.empty(size + _ALIGN, np.uint8)
+        skip = -raw.ctypes.data % _ALIGN
+        return memoryview(raw[skip : skip + size])
+    _THREAD.buf = None
+    return mv
+
+
+def give_thread_buffer(mv: memoryview) -> None:
+    """Return a buffer from :func:`take_thread_buffer` for the thread's next read."""
+    if mv.nbytes <= THREAD_BUFFER_MAX:
+        _THREAD.buf = mv
 
 
 def check_plausible(
@@ -210,6 +250,44 @@ class Grid:
             return np.array([base], dtype=np.int64)
         # Sums of per-dimension sorted offsets, outer-combined with the slowest
         # dimension first: already in ascending chunk order.
+        idx = multi[0] + base if base else multi[0]
+        for m in multi[1:]:
+            idx = np.add.outer(idx, m).ravel()
+        return idx
+
+    def box_run(self, start: Sequence[int], count: Sequence[int]) -> tuple[int, int] | None:
+        """``(first, last)`` chunk index when the chunks of a box form one run of
+        consecutive indices (e.g. a time series through chunks that only split the
+        last dimension), else None."""
+        first = last = 0
+        varying = False
+        for s, n, c, g, stride in zip(
+            start, count, self.chunks, self.grid, self.strides, strict=True
+        ):
+            lo = s // c
+            hi = (s + n - 1) // c
+            if varying:
+                if lo != 0 or hi != g - 1:
+                    return None
+            elif lo != hi:
+                varying = True
+            first += lo * stride
+            last += hi * stride
+        return first, last
+
+    def box_chunks(self, start: Sequence[int], count: Sequence[int]) -> np.ndarray:
+        """:meth:`touched` for the box ``start[d] <= i < start[d] + count[d]`` (ints)."""
+        base = 0
+        multi: list[np.ndarray] = []
+        for s, n, c, stride in zip(start, count, self.chunks, self.strides, strict=True):
+            lo = s // c
+            hi = (s + n - 1) // c
+            if lo == hi:
+                base += lo * stride
+            else:
+                multi.append(np.arange(lo * stride, (hi + 1) * stride, stride, dtype=np.int64))
+        if not multi:
+            return np.array([base], dtype=np.int64)
         idx = multi[0] + base if base else multi[0]
         for m in multi[1:]:
             idx = np.add.outer(idx, m).ravel()
@@ -324,6 +402,79 @@ def normalize_key(key: Any, shape: Sequence[int]) -> Selection:
         bounds.append(b)
         drop.append(d)
     return Selection(tuple(index), tuple(bounds), tuple(drop))
+
+
+def box_key(key: Any, shape: Sequence[int]) -> tuple[list[int], list[int], tuple[int, ...]] | None:
+    """``(start, count, result_shape)`` of a key made only of ints, step-1 slices and
+    at most one Ellipsis, selecting at least one element; None for any other key.
+
+    The fast path of :func:`normalize_key`: no index arrays. None also for keys
+    that are invalid (out of bounds, too many indices), so that the general path
+    raises its usual errors.
+    """
+    if type(key) is not tuple:
+        key = (key,)
+    ndim = len(shape)
+    start: list[int] = []
+    count: list[int] = []
+    out: list[int] = []
+    d = 0
+    ellipsis = False
+    for k in key:
+        tk = type(k)
+        if tk is slice:
+            if d >= ndim:
+                return None
+            n = shape[d]
+            if k.start is None and k.stop is None and k.step is None:
+                a, b = 0, n
+            else:
+                a, b, step = k.indices(n)
+                if step != 1:
+                    return None
+            if b <= a:
+                return None
+            start.append(a)
+            count.append(b - a)
+            out.append(b - a)
+            d += 1
+            continue
+        if tk is not int:
+            if k is Ellipsis:
+                fill = ndim - (len(key) - 1)
+                if ellipsis or fill < 0:
+                    return None
+                ellipsis = True
+                for _ in range(fill):
+                    n = shape[d]
+                    if n < 1:
+                        return None
+                    start.append(0)
+                    count.append(n)
+                    out.append(n)
+                    d += 1
+                continue
+            if not isinstance(k, np.integer):
+                return None
+            k = int(k)
+        if d >= ndim:
+            return None
+        n = shape[d]
+        i = k + n if k < 0 else k
+        if not 0 <= i < n:
+            return None
+        start.append(i)
+        count.append(1)
+        d += 1
+    while d < ndim:
+        n = shape[d]
+        if n < 1:
+            return None
+        start.append(0)
+        count.append(n)
+        out.append(n)
+        d += 1
+    return start, count, tuple(out)
 
 
 def _array_key(k: Any, n: int, axis: int) -> tuple[np.ndarray, tuple[int, int] | None, bool]:
@@ -473,6 +624,46 @@ class Lut:
         if not self._complete:
             self.load_groups(np.arange(self.n_groups, dtype=np.int64))
         return self._entries
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        """:meth:`ranges` of the single chunk ``i`` (an int in ``0..n_chunks - 1``), as ints."""
+        e = self._entries
+        if not self._complete:
+            g = i >> 6
+            g_next = (i + 1) >> 6
+            have = self._have
+            if not (have[g] and have[g_next]):
+                self.load_groups(np.array((g,) if g == g_next else (g, g_next), np.int64))
+        a = e.item(i)
+        b = e.item(i + 1)
+        if b <= a:
+            raise self._bad(f"gives chunk {i} the empty or negative byte range [{a}, {b})")
+        return a, b
+
+    def run_entries(self, first: int, last: int) -> np.ndarray:
+        """Entries ``first .. last + 1`` (int64): the byte boundaries of chunks ``first..last``.
+
+        A read-only view; checked to be increasing.
+        """
+        e = self._entries
+        if self._complete:
+            v = e[first : last + 2]
+        else:
+            g0 = first >> 6
+            g1 = ((last + 1) >> 6) + 1
+            if not self._have[g0:g1].all():
+                self.load_groups(np.arange(g0, g1, dtype=np.int64))
+            v = e[first : last + 2]
+            bad = v[1:] <= v[:-1]
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise self._bad(
+                    f"gives chunk {first + k} the empty or negative byte range "
+                    f"[{int(v[k])}, {int(v[k + 1])})"
+                )
+        v = v.view()
+        v.flags.writeable = False
+        return v
 
     def ranges(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(starts, stops) byte ranges (int64) of the chunks ``idx`` (sorted, unique)."""
@@ -653,6 +844,48 @@ def _plan_small(
         (stops - starts).astype(np.uint64),
         p + re_ - rs,
     )
+
+
+def plan_run(bounds: np.ndarray, *, io_size_max: int = 65536) -> ReadPlan:
+    """:func:`plan_reads` for chunks that are back to back in the file.
+
+    ``bounds`` holds the ``n + 1`` increasing byte boundaries of ``n``
+    consecutive chunks (LUT entries ``first .. last + 1``). Without gaps the
+    merge distance never splits a read: reads only break where one would
+    exceed ``io_size_max``, so the plan is computed per read, not per chunk,
+    and the reads land back to back in the buffer.
+    """
+    a = bounds.item(0)
+    b = bounds.item(-1)
+    pad = a % _ALIGN
+    head = bounds[:-1]
+    # int64 differences of increasing offsets: non-negative, reinterpreted in place
+    chunk_off = (head - (a - pad)).view(np.uint64)
+    chunk_len = (bounds[1:] - head).view(np.uint64)
+    if b - a <= io_size_max:
+        return ReadPlan([a], [b], [pad], chunk_off, chunk_len, pad + b - a)
+    ends = bounds[1:]
+    n = ends.size
+    small = n <= 4096
+    if small:
+        ends = ends.tolist()
+    read_starts = []
+    read_stops = []
+    k = 0
+    start = a
+    while k < n:
+        # the read takes chunk k and every following chunk that ends within the limit
+        limit = start + io_size_max
+        k1 = bisect_right(ends, limit) if small else int(ends.searchsorted(limit, "right"))
+        if k1 <= k:
+            k1 = k + 1
+        stop = int(ends[k1 - 1])
+        read_starts.append(start)
+        read_stops.append(stop)
+        start = stop
+        k = k1
+    read_pos = [pad + r - a for r in read_starts]
+    return ReadPlan(read_starts, read_stops, read_pos, chunk_off, chunk_len, pad + b - a)
 
 
 def plan_reads(

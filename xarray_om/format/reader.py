@@ -24,13 +24,19 @@ from .. import _native
 from ..errors import OmFormatError
 from .layout import (
     READ_BUFFERS,
+    THREAD_BUFFER_MAX,
     Grid,
     LegacyLut,
     Lut,
+    ReadPlan,
     V3Lut,
+    box_key,
     check_plausible,
+    give_thread_buffer,
     normalize_key,
     plan_reads,
+    plan_run,
+    take_thread_buffer,
 )
 from .records import (
     ARRAY_DTYPES,
@@ -798,12 +804,125 @@ class OmArray(OmNode):
             raise ValueError(f"I/O operation on a closed OmFile ({file.source_name})")
         ctx = self._rd
         if ctx is None:
-            # Everything a read needs, resolved once per node object (and built once
-            # per process and record by the file core).
-            rec = self._record
-            core = file._core
-            ctx = self._rd = (core, *core.array_ctx(rec))
-        core, lut, grid, codec, dtype, dims = ctx
+            ctx = self._read_ctx()
+        dims = ctx[5]
+        box = box_key(key, dims)
+        if box is None:
+            return self._read_general(ctx, key, out)
+        # Fast path: ints and step-1 slices (the common keys), no index arrays.
+        start, count, shape = box
+        dtype = ctx[4]
+        if out is not None:
+            if out.shape != shape or out.dtype != dtype:
+                raise ValueError(
+                    f"out has shape {out.shape} and dtype {out.dtype}, the read gives "
+                    f"{shape} {dtype}"
+                )
+            if not out.flags.c_contiguous:
+                return self._read_general(ctx, key, out)
+        chunks = ctx[6]
+        strides = ctx[7]
+        idx = 0
+        for d in range(len(dims)):
+            c = chunks[d]
+            s = start[d]
+            lo = s // c
+            if (s + count[d] - 1) // c != lo:
+                return self._read_box(ctx, start, count, shape, out)
+            idx += lo * strides[d]
+        # One chunk: one pread into this thread's buffer, one native call.
+        core = ctx[0]
+        a, b = ctx[1].chunk_range(idx)
+        n = b - a
+        pad = a & 63
+        need = pad + n
+        if need <= THREAD_BUFFER_MAX:
+            buf = take_thread_buffer(need)
+            token = None
+        else:
+            arr, token = READ_BUFFERS.take(need)
+            buf = memoryview(arr)
+        try:
+            core.source.read_range_into(a, b, buf, pad)
+            target = np.empty(shape, dtype) if out is None else out
+            _native.decode_box(ctx[3], target, start, count, idx, buf, pad, n, source=core.name)
+        finally:
+            if token is None:
+                give_thread_buffer(buf)
+            else:
+                READ_BUFFERS.give(token)
+        return target
+
+    def _read_ctx(self) -> tuple:
+        # Everything a read needs, resolved once per node object (and built once
+        # per process and record by the file core).
+        core = self._file._core
+        lut, grid, codec, dtype, dims = core.array_ctx(self._record)
+        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides)
+        self._rd = ctx
+        return ctx
+
+    def _read_box(
+        self,
+        ctx: tuple,
+        start: list[int],
+        count: list[int],
+        shape: tuple[int, ...],
+        out: np.ndarray | None,
+    ) -> np.ndarray:
+        """A box touching several chunks (``out``, if given, is C-contiguous)."""
+        core, lut, grid = ctx[0], ctx[1], ctx[2]
+        io_max, io_merge = self._file._io
+        run = grid.box_run(start, count)
+        if run is not None:
+            # Consecutive chunks are back to back in the file: no gaps to plan around.
+            first, last = run
+            idx = _native.index_run(first, last - first + 1)
+            plan = plan_run(lut.run_entries(first, last), io_size_max=io_max)
+        else:
+            idx = grid.box_chunks(start, count)
+            starts, stops = lut.ranges(idx)
+            plan = plan_reads(
+                starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
+            )
+        sel = tuple([_native.index_run(s, c) for s, c in zip(start, count)])  # noqa: B905
+        target = np.empty(shape, dtype=ctx[4]) if out is None else out
+        self._fetch_decode(ctx, plan, idx, sel, target.reshape(count))
+        return target
+
+    def _fetch_decode(
+        self, ctx: tuple, plan: ReadPlan, idx: np.ndarray, sel: tuple, target: np.ndarray
+    ) -> None:
+        """Fetch the planned ranges and decode every chunk into ``target`` (one native call)."""
+        core = ctx[0]
+        need = plan.nbytes
+        if need <= THREAD_BUFFER_MAX:
+            buf = take_thread_buffer(need)
+            token = None
+        else:
+            arr, token = READ_BUFFERS.take(need)
+            buf = memoryview(arr)
+        try:
+            core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
+            _native.decode_select(
+                ctx[3],
+                target,
+                sel,
+                idx.view(np.uint64),
+                buf,
+                plan.chunk_off,
+                plan.chunk_len,
+                source=core.name,
+            )
+        finally:
+            if token is None:
+                give_thread_buffer(buf)
+            else:
+                READ_BUFFERS.give(token)
+
+    def _read_general(self, ctx: tuple, key: Any, out: np.ndarray | None) -> np.ndarray:
+        """Any key: outer selection through index arrays."""
+        core, lut, grid, _, dtype, dims = ctx[:6]
         sel = normalize_key(key, dims)
         shape = sel.shape
         if out is not None and (out.shape != shape or out.dtype != dtype):
@@ -814,28 +933,15 @@ class OmArray(OmNode):
             return out if out is not None else np.empty(shape, dtype)
         idx = grid.touched(sel)
         starts, stops = lut.ranges(idx)
-        name = core.name
-        io_max, io_merge = file._io
-        plan = plan_reads(starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=name)
+        io_max, io_merge = self._file._io
+        plan = plan_reads(
+            starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
+        )
         if out is not None and out.flags.c_contiguous:
             target = out
         else:
             target = np.empty(shape, dtype)
-        buf, token = READ_BUFFERS.take(plan.nbytes)
-        try:
-            core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
-            _native.decode_select(
-                codec,
-                target.reshape(sel.full_shape),
-                sel.index,
-                idx,
-                buf,
-                plan.chunk_off,
-                plan.chunk_len,
-                source=name,
-            )
-        finally:
-            READ_BUFFERS.give(token)
+        self._fetch_decode(ctx, plan, idx, sel.index, target.reshape(sel.full_shape))
         if out is not None and target is not out:
             out[...] = target
             return out

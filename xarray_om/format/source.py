@@ -400,6 +400,45 @@ class Source:
                 out[i] = self._got(data, *ranges[i])
         return out  # type: ignore[return-value]
 
+    def _pread(self, fd: int, mv: memoryview, a: int, b: int, p: int) -> None:
+        n = b - a
+        got = os.preadv(fd, [mv[p : p + n]], a)
+        if got != n:
+            raise OmFormatError(
+                f"read of [{a}, {b}) returned {got} bytes: the file is truncated "
+                "or changed while open",
+                source=self.name,
+            )
+
+    def read_range_into(self, start: int, stop: int, buf: Any, pos: int = 0) -> None:
+        """Read bytes ``[start, stop)`` into ``buf[pos:]`` (the hot path of point reads).
+
+        :meth:`read_into` for one range, without its per-call list handling.
+        ``buf`` is a writable byte buffer (a ``memoryview`` of format ``"B"`` is
+        the cheapest); ``start`` and ``stop`` are ints.
+        """
+        size = self._size if self._size >= 0 else self.size
+        if not 0 <= start <= stop <= size:
+            self._check(start, stop)
+        mv = buf if type(buf) is memoryview else memoryview(buf)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        n = stop - start
+        if pos < 0 or pos + n > mv.nbytes:
+            raise ValueError("buffer too small for the range")
+        if n == 0:
+            return
+        tail = self._tail
+        if tail and start >= self._tail_start:
+            t0 = self._tail_start
+            mv[pos : pos + n] = tail[start - t0 : stop - t0]
+            return
+        h = self._conn()
+        if type(h) is int:
+            self._pread(h, mv, start, stop, pos)
+            return
+        mv[pos : pos + n] = self._got(self._fetch_ranges([(start, stop)])[0], start, stop)
+
     def read_into(
         self,
         starts: Sequence[int],
@@ -440,6 +479,9 @@ class Source:
         h = self._conn()
         local = isinstance(h, int)
         remote: list[tuple[int, int, int]] = []
+        # Local reads: ranges adjacent both in the file and in the buffer (a run
+        # split at io_size_max) cost one system call.
+        run_a = run_b = run_p = 0
         for a, b, p in zip(starts, stops, positions, strict=True):
             n = b - a
             if n == 0:
@@ -447,15 +489,16 @@ class Source:
             if a >= tail_start:
                 mv[p : p + n] = tail[a - tail_start : b - tail_start]
             elif local:
-                got = os.preadv(h, [mv[p : p + n]], a)
-                if got != n:
-                    raise OmFormatError(
-                        f"read of [{a}, {b}) returned {got} bytes: the file is truncated "
-                        "or changed while open",
-                        source=self.name,
-                    )
+                if run_b > run_a and a == run_b and p == run_p + (run_b - run_a):
+                    run_b = b
+                    continue
+                if run_b > run_a:
+                    self._pread(h, mv, run_a, run_b, run_p)
+                run_a, run_b, run_p = a, b, p
             else:
                 remote.append((p, a, b))
+        if run_b > run_a:
+            self._pread(h, mv, run_a, run_b, run_p)
         if remote:
             datas = self._fetch_ranges([(a, b) for _, a, b in remote])
             for (p, a, b), data in zip(remote, datas, strict=True):
