@@ -18,6 +18,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import omfiles
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
@@ -1126,6 +1127,189 @@ def test_open_with_our_writer(tmp_path):
         assert ds["t2m"].dims == ("lat", "lon", "time")
         assert ds["t2m"].attrs["units"] == "K"
         assert ds["time"].dtype == "datetime64[ns]"
+
+
+# --------------------------------------------------------------------------- to_om round trip
+
+
+def _round_trip_datasets() -> dict[str, xr.Dataset]:
+    rng = np.random.default_rng(7)
+    times = pd.date_range("2024-03-01", periods=5, freq="h")
+    base = {
+        "t": (("time", "y", "x"), rng.random((5, 3, 4)).astype("f4"), {"units": "K"}),
+        "n": (("y", "x"), rng.integers(0, 9, (3, 4)).astype("i2")),
+    }
+    coords = {"time": times, "y": [10.0, 20.0, 30.0], "x": np.arange(4, dtype="i4")}
+    lists = {
+        "ints": np.array([1, -2, 3], "i8"),
+        "f4": np.array([1.5, 2.25], "f4"),
+        "u1": np.array([7], "u1"),
+        "words": ["a", "bc", ""],
+        "plain": "text",
+    }
+    with_lists = xr.Dataset(base, coords=coords, attrs={**lists, "title": "lists"})
+    with_lists["t"].attrs.update(lists)
+    zero_d = xr.Dataset(
+        {
+            **base,
+            "total": ((), np.float64(12.5), {"units": "mm", "levels": np.array([1.0, 2.0])}),
+            "count": ((), np.int32(-3)),
+        },
+        coords={**coords, "ref_time": ((), np.datetime64("2024-02-29T12:00", "ns"))},
+    )
+    non_dim = xr.Dataset(
+        base,
+        coords={
+            **coords,
+            "lat": (("y", "x"), rng.random((3, 4)), {"standard_name": "latitude"}),
+            "station": (("x",), np.array([101, 102, 103, 104], "i8")),
+            "level": ((), np.float32(2.0)),
+            "other": (("z",), np.array([0.5, 1.5])),  # shares no data variable's dims
+        },
+    )
+    datetimes = xr.Dataset(
+        {"v": (("time",), np.arange(5.0)), "valid": (("time",), times + pd.Timedelta("1D"))},
+        coords={"time": times, "start": ((), np.datetime64("2024-03-01", "ns"))},
+    )
+    return {"lists": with_lists, "zero_d": zero_d, "non_dim": non_dim, "datetimes": datetimes}
+
+
+ROUND_TRIP = _round_trip_datasets()
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP))
+def test_to_om_round_trip_is_identical(tmp_path, name):
+    ds = ROUND_TRIP[name]
+    p = tmp_path / f"{name}.om"
+    ds.om.to_om(p)
+    with xr.open_dataset(p, engine="xarray_om") as back:
+        back.load()
+        xr.testing.assert_identical(back, ds)
+        assert list(back.coords) == list(ds.coords)
+        for var in [back, *back.variables.values()]:
+            assert "cf_coordinates" not in var.attrs
+    # What the reference reader sees is unchanged: every array, every 0-d variable
+    # as a root scalar, list attributes as groups.
+    r = omfiles.OmFileReader(str(p))
+    try:
+        kids = {
+            r.get_child_by_index(i).name: r.get_child_by_index(i) for i in range(r.num_children)
+        }
+        for key, var in ds.variables.items():
+            node = kids[key]
+            expected = var.values
+            if expected.dtype.kind == "M":
+                expected = expected.astype("datetime64[s]").astype("i8")
+            if var.ndim:
+                assert node.is_array
+                np.testing.assert_array_equal(node[...], expected, strict=True)
+            else:
+                assert node.is_scalar and node.read_scalar() == expected
+        for key in ds.attrs:
+            assert key in kids
+    finally:
+        r.close()
+    # ... and so does its xarray backend (0-d variables become global attributes there).
+    with xr.open_dataset(p, engine=OmXarrayEntrypoint) as ref:
+        for key, var in ds.data_vars.items():
+            if var.ndim:
+                np.testing.assert_array_equal(ref[key].values, var.values)
+
+
+def test_to_om_list_attribute_types(tmp_path):
+    ds = ROUND_TRIP["lists"]
+    p = tmp_path / "l.om"
+    ds.om.to_om(p)
+    with open_om(p) as back:
+        for attrs in (back.attrs, back["t"].attrs):
+            assert isinstance(attrs["words"], list) and attrs["words"] == ["a", "bc", ""]
+            for key in ("ints", "f4", "u1"):
+                assert isinstance(attrs[key], np.ndarray)
+                np.testing.assert_array_equal(attrs[key], ds.attrs[key], strict=True)
+    # Python lists of numbers come back as arrays (like netCDF); no group in the tree.
+    ds2 = xr.Dataset({"v": (("x",), [1.0, 2.0], {"l": [1, 2]})}, attrs={"g": [0.5]})
+    ds2.om.to_om(p)
+    with open_om(p) as back:
+        np.testing.assert_array_equal(back["v"].attrs["l"], np.array([1, 2]), strict=True)
+        np.testing.assert_array_equal(back.attrs["g"], np.array([0.5]), strict=True)
+    tree = xr.open_datatree(p, engine=ENGINE)
+    assert set(tree.groups) == {"/"}
+    tree.close()
+
+
+def test_to_om_coordinates_decode_options(tmp_path):
+    ds = ROUND_TRIP["non_dim"]
+    p = tmp_path / "c.om"
+    ds.om.to_om(p)
+    with open_om(p, decode_coords=False) as back:
+        # (2-D lat/lon arrays are always coordinates)
+        assert set(back.coords) == {"time", "y", "x", "lat"}
+        assert set(back["t"].attrs["coordinates"].split()) == {"lat", "station", "level"}
+        assert back.attrs["coordinates"] == "other"
+    with open_om(p) as back:
+        assert "coordinates" not in back["t"].attrs and "coordinates" not in back.attrs
+        assert set(back["t"].encoding["coordinates"].split()) == {"lat", "station", "level"}
+
+
+def test_to_om_zero_d_variables_in_groups_and_views(tmp_path):
+    from xarray_om.zarr import OmStore
+
+    ds = ROUND_TRIP["zero_d"]
+    p = tmp_path / "z.om"
+    ds.om.to_om(p)
+    with open_om(p, drop_variables=["count"]) as back:
+        assert "count" not in back and back["total"].attrs["units"] == "mm"
+    with open_om(p, decode_times=False) as back:
+        assert back["ref_time"].dtype == np.int64
+        assert back["ref_time"].attrs["units"] == "seconds since 1970-01-01"
+    # The Zarr view presents the same variables and attributes.
+    with xr.open_zarr(OmStore(p), consolidated=True) as view, open_om(p) as back:
+        xr.testing.assert_identical(view.load(), back.load())
+
+
+def test_list_attributes_and_scalar_variables_conventions(tmp_path):
+    from xarray_om.format.writer import OmWriter
+
+    p = tmp_path / "conv.om"
+    with OmWriter(p) as w:
+
+        def group(name, items):
+            return w.write_group(name=name, children=[w.write_scalar(v, name=k) for k, v in items])
+
+        kids = [
+            group("ok", [("0", np.int16(4)), ("1", np.int16(5))]),
+            group("mixed", [("0", "a"), ("1", np.int16(5))]),
+            group("gap", [("0", np.int16(4)), ("2", np.int16(5))]),
+            w.write_group(name="empty", children=[]),
+            w.write_scalar(np.float32(1), name="var0"),
+            w.write_scalar(
+                np.float32(2), name="zero_d", children=[w.write_scalar("", name="coordinates")]
+            ),
+            w.write_scalar(
+                np.float32(3), name="named", children=[w.write_scalar("x", name="coordinates")]
+            ),
+            w.write_scalar("s", name="text", children=[w.write_scalar("", name="coordinates")]),
+            w.write_scalar("lat lon", name="cf_coordinates"),
+        ]
+        w.close(w.write_group(name="", children=kids))
+    with OmFile(p) as f:
+        nodes = {c.name: c for c in f.root.children}
+        got = conv.list_attribute(nodes["ok"])
+        np.testing.assert_array_equal(got, np.array([4, 5], "i2"), strict=True)
+        for name in ("mixed", "gap", "empty", "var0", "zero_d"):
+            assert conv.list_attribute(nodes[name]) is None
+        assert conv.is_scalar_variable(nodes["zero_d"])
+        for name in ("var0", "named", "text", "ok"):
+            assert not conv.is_scalar_variable(nodes[name])
+        attrs = conv.variable_attrs(f.root)
+        assert set(attrs) == {"ok", "var0", "named", "text", "coordinates"}
+        assert attrs["coordinates"] == "lat lon"
+        # a scalar's own children are its attributes
+        assert conv.variable_attrs(nodes["named"]) == {}
+    tree = xr.open_datatree(p, engine=ENGINE)
+    assert set(tree.groups) == {"/", "/mixed", "/gap", "/empty"}
+    assert tree.ds["zero_d"].dims == () and tree.ds["zero_d"].dtype == np.float32
+    tree.close()
 
 
 # --------------------------------------------------------------------------- conventions

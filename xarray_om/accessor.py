@@ -140,7 +140,7 @@ __all__ = [
 # ones below are what only the writer needs (requested for conventions.py).
 
 DIMS_KEY = conv.COORDINATES  # per-array string child: dimension names, space separated
-CF_COORDINATES_KEY = "cf_coordinates"  # CF "coordinates" attribute, renamed
+CF_COORDINATES_KEY = conv.CF_COORDINATES  # CF "coordinates" attribute, renamed
 DEFAULT_TIME_UNITS = conv.UNIX_TIME_UNITS  # Unix seconds, like Open-Meteo's time arrays
 ENC_CHUNKS = conv.ENCODING_CHUNKS
 ENC_PREFERRED_CHUNKS = conv.ENCODING_PREFERRED_CHUNKS

@@ -240,11 +240,11 @@ def _normalize_override(value: Any) -> Any:
 
 
 class _Entry:
-    """One array of the dataset being built."""
+    """One array (or 0-d scalar variable) of the dataset being built."""
 
     __slots__ = ("ancestors", "dims", "file_dims", "name", "node", "rule")
 
-    def __init__(self, node: OmArray, name: str, ancestors: list[OmNode]) -> None:
+    def __init__(self, node: OmNode, name: str, ancestors: list[OmNode]) -> None:
         self.node = node
         self.name = name
         self.ancestors = ancestors
@@ -299,6 +299,8 @@ class _Builder:
             pairs = []
             inner = [node, *self.outer]
             for c in node.children:
+                if c.kind == "scalar" and conv.is_scalar_variable(c):
+                    pairs.append((c, inner))  # a 0-d variable (to_om writes them so)
                 if c.kind != "array":
                     continue
                 pairs.append((c, inner))
@@ -332,6 +334,9 @@ class _Builder:
                 if own is not None:
                     known.update(own)
         for e in entries:
+            if e.node.kind == "scalar":
+                e.file_dims, e.rule = (), "scalar"
+                continue
             if e.node.ndim == 2 and self.legacy_grid is not None:
                 e.file_dims, e.rule = ("lat", "lon", "time"), "legacy grid"
                 continue
@@ -406,6 +411,8 @@ class _Builder:
             e.dims = tuple(dims)
 
     def _shape(self, e: _Entry) -> tuple[int, ...]:
+        if e.node.kind == "scalar":
+            return ()
         if e.node.ndim == 2 and self.legacy_grid is not None:
             ny, nx = self.legacy_grid
             return (ny, nx, e.node.shape[1])
@@ -445,6 +452,10 @@ class _Builder:
             if e.name in self.drop:
                 continue
             arr = e.node
+            if arr.kind == "scalar":
+                value = np.asarray(arr.value)
+                variables[e.name] = Variable((), value, conv.variable_attrs(arr))
+                continue
             if arr is node:
                 attrs = dict(node_attrs)
             else:
@@ -943,7 +954,7 @@ def _walk_groups(base: list[OmNode], source: str) -> list[tuple[str, list[OmNode
         out.append((path, chain))
         names: set[str] = set()
         for c in chain[-1].children:
-            if c.kind != "group":
+            if c.kind != "group" or conv.list_attribute(c) is not None:
                 continue
             name = c.name or f"unnamed_group_{len(names)}"
             if name in names or "/" in name:

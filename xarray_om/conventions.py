@@ -28,8 +28,20 @@ their count equals the array's rank.
 
 Attributes (:func:`variable_attrs`): an array's (or group's) direct scalar
 children, minus :data:`RESERVED_NAMES`; an OM ``unit`` also gives CF
-``units`` (the original is kept). The OM record fields ``scale_factor`` and
-``add_offset`` are *never* attributes: OM stores ``round(value * scale +
+``units`` (the original is kept). A child *group* whose children are scalars
+named ``"0"``, ``"1"``, ... in order is a list attribute (the ``to_om``
+writer's form, :func:`list_attribute`): a 1-D numpy array, or a list of
+``str``. The CF ``coordinates`` attribute is stored as
+:data:`CF_COORDINATES` (``coordinates`` names dimensions here) and read back
+as CF ``coordinates``, so CF decoding makes the listed variables coordinates.
+
+0-d variables (:func:`is_scalar_variable`): a numeric scalar child of a group
+that has its own ``coordinates`` string child naming no dimension (empty) is
+a 0-d variable, its other children being its attributes; ``to_om`` writes 0-d
+variables that way. Scalars without that child are attributes.
+
+The OM record fields ``scale_factor`` and ``add_offset`` are *never*
+attributes: OM stores ``round(value * scale +
 offset)``, the inverse of CF's ``stored * scale_factor + add_offset``, so CF
 decoding would corrupt the data. They travel in ``encoding`` under
 :data:`ENCODING_SCALE_FACTOR` / :data:`ENCODING_ADD_OFFSET` together with
@@ -53,6 +65,7 @@ import numpy as np
 
 __all__ = [
     "ARRAY_DIMENSIONS",
+    "CF_COORDINATES",
     "COORDINATES",
     "COORDINATE_SCALARS",
     "ENCODING_ADD_OFFSET",
@@ -80,7 +93,9 @@ __all__ = [
     "detect_layout",
     "dimension_names",
     "encoding_for",
+    "is_scalar_variable",
     "is_unix_time_array",
+    "list_attribute",
     "parse_dimension_string",
     "regular_grid_bbox",
     "regular_grid_coordinates",
@@ -100,6 +115,11 @@ COORDINATES = "coordinates"
 ARRAY_DIMENSIONS = "_ARRAY_DIMENSIONS"
 #: Scalar children that are structure, not attributes.
 RESERVED_NAMES = frozenset({COORDINATES, ARRAY_DIMENSIONS})
+#: Where the CF ``coordinates`` attribute (non-dimension coordinates of a
+#: variable) is stored: the name ``coordinates`` already holds dimension names.
+CF_COORDINATES = "cf_coordinates"
+# CF's own attribute name, given back on read.
+_CF_COORDINATES_ATTR = "coordinates"
 
 #: Open-Meteo's unit attribute (``"°C"``) and its CF counterpart.
 UNIT = "unit"
@@ -354,19 +374,77 @@ def dimension_names(
 # --------------------------------------------------------------------------- attributes
 
 
+def list_attribute(node: Any) -> np.ndarray | list[str] | None:
+    """The value of a list attribute stored as a group, or None if ``node`` is not one.
+
+    The ``to_om`` writer stores a list / 1-D array attribute as a group whose
+    children are scalars named ``"0"``, ``"1"``, ... in order (and nothing
+    else). Strings give a ``list`` of ``str``; numbers a 1-D numpy array (one
+    dtype when the items share it, as ``to_om`` writes them). Empty groups and
+    groups mixing strings and numbers are not list attributes.
+    """
+    if node.kind != "group":
+        return None
+    items = node.children
+    if not items:
+        return None
+    values = []
+    for i, c in enumerate(items):
+        if c.kind != "scalar" or c.name != str(i) or c.children:
+            return None
+        values.append(c.value)
+    n_str = sum(isinstance(v, str) for v in values)
+    if n_str == len(values):
+        return values
+    if n_str:
+        return None
+    return np.array(values)
+
+
+def is_scalar_variable(node: Any) -> bool:
+    """True for a numeric scalar record that is a 0-d variable, not an attribute.
+
+    ``to_om`` writes a 0-d variable as a scalar whose children are an empty
+    ``coordinates`` string (no dimensions) followed by its attributes; plain
+    attribute scalars have no ``coordinates`` child. Only meaningful for the
+    children of a group (see :func:`variable_attrs`).
+    """
+    if node.kind != "scalar" or isinstance(node.value, str):
+        return False
+    dims = _scalar_child(node, COORDINATES)
+    return isinstance(dims, str) and not dims.split()
+
+
 def variable_attrs(node: Any) -> dict[str, Any]:
-    """Attributes of an array or group: its scalar children minus reserved names.
+    """Attributes of an array, group or 0-d variable: its scalar children and list groups.
 
     ``coordinates`` and ``_ARRAY_DIMENSIONS`` (dimension names, not CF
-    attributes) are left out. An OM ``unit`` is also given as CF ``units``
-    unless the node has its own ``units``. Values are numpy scalars or ``str``;
-    on duplicate names the first child wins.
+    attributes) are left out, and so are a group's 0-d variables
+    (:func:`is_scalar_variable`). Child groups holding a list attribute
+    (:func:`list_attribute`) give arrays / lists of ``str``; other groups are
+    not attributes. :data:`CF_COORDINATES` is given back as CF
+    ``coordinates``. An OM ``unit`` is also given as CF ``units`` unless the
+    node has its own ``units``. Values are numpy scalars, ``str``, 1-D numpy
+    arrays or lists of ``str``; on duplicate names the first child wins.
     """
     attrs: dict[str, Any] = {}
+    in_group = node.kind == "group"
     for c in node.children:
-        if c.kind != "scalar" or c.name in RESERVED_NAMES or c.name in attrs:
+        name = c.name
+        if name in RESERVED_NAMES or name in attrs:
             continue
-        attrs[c.name] = c.value
+        if c.kind == "scalar":
+            if in_group and is_scalar_variable(c):
+                continue
+            value = c.value
+        else:
+            value = list_attribute(c)
+            if value is None:
+                continue
+        if name == CF_COORDINATES and isinstance(value, str):
+            attrs.setdefault(_CF_COORDINATES_ATTR, value)
+            continue
+        attrs[name] = value
     if UNIT in attrs and UNITS not in attrs and isinstance(attrs[UNIT], str):
         attrs[UNITS] = attrs[UNIT]
     return attrs
