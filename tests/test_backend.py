@@ -733,6 +733,27 @@ def test_om_scaling_is_not_cf_scaling(tmp_path):
     np.testing.assert_allclose(ref, data, atol=0.5 / 20 + 1e-6)
 
 
+def test_om_scaling_semantics_with_offset(tmp_path):
+    # Codec spec 2.1 / 2.5 (documented in conventions): stored = round((v + ao) * sf),
+    # read back as stored / sf - ao, in float32.
+    sf, ao = np.float32(4.0), np.float32(-100.0)
+    data = np.linspace(90, 110, 60, dtype=np.float32).reshape(6, 10)
+    w = omfiles.OmFileWriter(str(tmp_path / "o.om"))
+    root = w.write_array(
+        data, chunks=[3, 5], scale_factor=sf, add_offset=ao, compression="pfor_delta_2d_int16"
+    )
+    w.close(root)
+    scaled = (data + ao) * sf
+    stored = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
+    expected = (stored / sf - ao).astype(np.float32)
+    with open_om(tmp_path / "o.om") as ds:
+        v = ds[next(iter(ds.data_vars))]
+        np.testing.assert_array_equal(v.values, expected)
+        assert (v.encoding["om_scale_factor"], v.encoding["om_add_offset"]) == (4.0, -100.0)
+    # the CF reading (stored * sf + ao) would be far off
+    assert not np.allclose(stored * sf + ao, data, atol=1)
+
+
 def test_drop_variables(tmp_path, monkeypatch):
     path = tmp_path / "cf.om"
     _cf_file(path)

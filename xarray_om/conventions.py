@@ -41,8 +41,9 @@ a 0-d variable, its other children being its attributes; ``to_om`` writes 0-d
 variables that way. Scalars without that child are attributes.
 
 The OM record fields ``scale_factor`` and ``add_offset`` are *never*
-attributes: OM stores ``round(value * scale +
-offset)``, the inverse of CF's ``stored * scale_factor + add_offset``, so CF
+attributes: OM stores ``round((value + add_offset) * scale_factor)`` and
+reads ``stored / scale_factor - add_offset`` (codec spec 2.1 and 2.5), the
+inverse of CF's ``value = stored * scale_factor + add_offset``, so CF
 decoding would corrupt the data. They travel in ``encoding`` under
 :data:`ENCODING_SCALE_FACTOR` / :data:`ENCODING_ADD_OFFSET` together with
 :data:`ENCODING_COMPRESSION` and :data:`ENCODING_CHUNKS`
@@ -140,9 +141,12 @@ UNIX_TIME_CALENDAR = "proleptic_gregorian"
 
 # --------------------------------------------------------------------------- encoding keys
 
-#: OM scale factor of the array record (OM meaning: stored = round(value * scale + offset)).
+#: OM scale factor of the array record. OM meaning (codec spec 2.1 / 2.5):
+#: stored = round((value + add_offset) * scale_factor),
+#: value = stored / scale_factor - add_offset; *not* CF ``scale_factor``.
 ENCODING_SCALE_FACTOR = "om_scale_factor"
-#: OM add offset of the array record (same OM meaning; *not* CF ``add_offset``).
+#: OM add offset of the array record (same OM meaning: added *before* scaling on
+#: write, subtracted after dividing on read); *not* CF ``add_offset``.
 ENCODING_ADD_OFFSET = "om_add_offset"
 #: OM compression name, e.g. ``"pfor_delta_2d_int16"`` (see ``records.COMPRESSION_NAMES``).
 ENCODING_COMPRESSION = "compression"
