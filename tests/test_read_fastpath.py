@@ -262,6 +262,58 @@ def test_plan_run_equals_plan_reads(sizes, first, io_max):
     assert got.chunk_len.tolist() == exp.chunk_len.tolist()
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3000), min_size=2, max_size=120),
+    gaps=st.lists(st.integers(0, 3000), min_size=120, max_size=120),
+    merge=st.integers(0, 1000),
+    io_max=st.integers(1, 10**5),
+)
+def test_plan_reads_without_merges_matches_small_plan(sizes, gaps, merge, io_max):
+    """The vector path's shortcut (no gap small enough to bridge) against the loop."""
+    n = len(sizes)
+    g = np.array(gaps[: n - 1]) + merge + 1  # every gap too large to bridge
+    starts = 5 + np.concatenate(([0], np.cumsum(np.array(sizes[:-1]) + g))).astype(np.int64)
+    stops = starts + np.array(sizes)
+    exp = layout._plan_small(starts, stops, merge, io_max, None)
+    got = plan_reads(starts, stops, io_size_merge=merge, io_size_max=io_max)
+    assert (got.read_starts, got.read_stops, got.read_pos, got.nbytes) == (
+        exp.read_starts,
+        exp.read_stops,
+        exp.read_pos,
+        exp.nbytes,
+    )
+    assert got.chunk_off.tolist() == exp.chunk_off.tolist()
+    assert got.chunk_len.tolist() == exp.chunk_len.tolist()
+    assert got.chunk_off.dtype == np.uint64 and got.chunk_len.dtype == np.uint64
+
+
+def test_local_chunk_reads_are_not_split(many_chunks, monkeypatch):
+    """Local files: a run of chunks is one system call whatever io_size_max says;
+    remote sources keep the io_size_max split."""
+    path, data = many_chunks
+    calls = []
+    orig = os.preadv
+    monkeypatch.setattr(source_mod.os, "preadv", lambda *a: calls.append(a[2]) or orig(*a))
+    with OmFile(path, io_size_max=1, io_size_merge=0) as f:
+        a = f.root
+        a._lut.load_all()
+        calls.clear()
+        np.testing.assert_array_equal(a[7, 3, :], data[7, 3, :])  # 10 consecutive chunks
+        assert len(calls) == 1
+        np.testing.assert_array_equal(a[...], data)
+        assert len(calls) == 2
+    ranges = []
+    with OmFile(_memory_copy(path), io_size_max=1, io_size_merge=0) as f:
+        src = f.source
+        orig_fetch = src._fetch_ranges
+        monkeypatch.setattr(src, "_fetch_ranges", lambda r: ranges.append(len(r)) or orig_fetch(r))
+        f.root._lut.load_all()
+        ranges.clear()
+        np.testing.assert_array_equal(f.root[7, 3, :], data[7, 3, :])
+        assert ranges == [10]
+
+
 def test_plan_run_long_run_uses_searchsorted():
     sizes = np.random.default_rng(3).integers(1, 300, 5000)
     bounds = 77 + np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -286,11 +338,20 @@ def many_chunks(tmp_path_factory) -> tuple[Path, np.ndarray]:
     return path, data
 
 
+def _memory_copy(path: Path) -> str:
+    fs = fsspec.filesystem("memory")
+    mpath = f"/fastpath/{os.getpid()}/{path.name}"
+    fs.pipe(mpath, path.read_bytes())
+    return f"memory://{mpath}"
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
 @pytest.mark.parametrize("io", [(65536, 512), (300, 0), (1, 0)])
-def test_partial_lut_loading_and_small_reads(many_chunks, io):
+def test_partial_lut_loading_and_small_reads(many_chunks, io, kind):
     path, data = many_chunks
     rng = np.random.default_rng(io[0])
-    with OmFile(path, io_size_max=io[0], io_size_merge=io[1]) as f:
+    src = path if kind == "local" else _memory_copy(path)
+    with OmFile(src, io_size_max=io[0], io_size_merge=io[1]) as f:
         a = f.root
         for r in range(40):
             i, j = int(rng.integers(60)), int(rng.integers(50))
@@ -548,6 +609,27 @@ def test_read_range_into_truncated_file(tmp_path):
         fh.truncate(1000)
     with pytest.raises(OmFormatError, match="truncated"):
         src.read_range_into(500, 2000, bytearray(1500))
+    src.close()
+
+
+def test_local_partial_reads_continue(tmp_path, monkeypatch):
+    """preadv may return fewer bytes than asked (the kernel caps one call at ~2 GiB)."""
+    p = tmp_path / "p.bin"
+    p.write_bytes(PAYLOAD)
+    src = open_source(p, tail_size=0)
+    orig = os.preadv
+
+    def short(fd, bufs, off):
+        (mv,) = bufs
+        return orig(fd, [mv[:1000]], off)
+
+    monkeypatch.setattr(source_mod.os, "preadv", short)
+    buf = bytearray(len(PAYLOAD))
+    src.read_range_into(0, len(PAYLOAD), buf)
+    assert bytes(buf) == PAYLOAD
+    buf = np.zeros(len(PAYLOAD) + 64, np.uint8)
+    src.read_into([0, 5000, 30000], [5000, 30000, 40000], buf, [64, 5064, 30064])
+    assert bytes(buf[64 : 64 + 40000]) == PAYLOAD[:40000]
     src.close()
 
 

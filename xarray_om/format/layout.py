@@ -587,13 +587,16 @@ class Lut:
         """Make sure the given (sorted, unique) groups are decoded."""
         if self._complete:
             return
-        missing = groups[~self._have[groups]]
-        if missing.size == 0:
-            return
+        whole = [(0, self.n_groups)]
         gb = self.group_bytes
-        if self.nbytes <= self.io_size_max or missing.size * gb * 2 >= self.nbytes:
-            # Small LUT or most of it needed: one read of the whole table.
-            runs = [(0, self.n_groups)]
+        if self.nbytes <= self.io_size_max:
+            # Small LUT: one read of the whole table (the first load; it completes).
+            runs = whole
+        elif (missing := groups[~self._have[groups]]).size == 0:
+            return
+        elif missing.size * gb * 2 >= self.nbytes:
+            # Most of it needed: one read of the whole table.
+            runs = whole
         else:
             gap = max(self.io_size_merge // max(gb, 1), 0)
             breaks = np.flatnonzero(np.diff(missing) > gap + 1) + 1
@@ -606,7 +609,9 @@ class Lut:
         datas = self.source.read_ranges([self._run_range(g0, g1) for g0, g1 in runs])
         for (g0, g1), data in zip(runs, datas, strict=True):
             self._store(g0, g1, self._decode_run(g0, g1, data))
-        if self._have.all():
+        if runs is whole:
+            self._complete = True  # one run: _store checked every join
+        elif self._have.all():
             # Runs were checked one by one; check the joins once so that ranges()
             # can skip its per-call check from now on.
             e = self._entries
@@ -916,6 +921,24 @@ def plan_reads(
     if n <= _SMALL_PLAN:
         return _plan_small(starts, stops, io_size_merge, io_size_max, source)
     gaps = starts[1:] - stops[:-1]
+    if gaps.min() > io_size_merge:
+        # Nothing to merge (scattered chunks, e.g. one time step through
+        # time-major chunks): each chunk is one read, padded to its alignment.
+        lens = stops - starts
+        sizes = np.empty_like(lens)
+        sizes[0] = starts[0] % _ALIGN
+        np.remainder(gaps, _ALIGN, out=sizes[1:])
+        sizes += lens
+        ends = np.cumsum(sizes)
+        pos = ends - lens
+        return ReadPlan(
+            starts.tolist(),
+            stops.tolist(),
+            pos.tolist(),
+            pos.astype(np.uint64),
+            lens.astype(np.uint64),
+            int(ends[-1]),
+        )
     if (gaps < 0).any():
         k = int(np.flatnonzero(gaps < 0)[0])
         raise _overlap(int(starts[k]), int(stops[k]), int(starts[k + 1]), int(stops[k + 1]), source)

@@ -59,6 +59,9 @@ MAX_DEPTH = 256
 # exponentially often along distinct paths. Cap the nodes one OmFile creates.
 MAX_NODES = 1_000_000
 _REGISTRY_SIZE = 64
+# io_size_max of chunk reads from local files / bytes: a read there is a system
+# call or a copy, not a request, so reads are only split by gaps, not by size.
+_UNCAPPED = 1 << 62
 
 
 # --------------------------------------------------------------------------- file core
@@ -277,7 +280,9 @@ class OmFile:
     io_size_max, io_size_merge
         Read planning: a read is at most ``io_size_max`` bytes (unless a single
         chunk is larger) and bridges gaps of at most ``io_size_merge`` bytes
-        between needed ranges (container spec 8.3).
+        between needed ranges (container spec 8.3). Chunk reads from local
+        files and ``bytes`` are not capped by ``io_size_max`` (a read there
+        costs a system call, not a request); look-up table reads always are.
 
     Examples
     --------
@@ -872,7 +877,7 @@ class OmArray(OmNode):
     ) -> np.ndarray:
         """A box touching several chunks (``out``, if given, is C-contiguous)."""
         core, lut, grid = ctx[0], ctx[1], ctx[2]
-        io_max, io_merge = self._file._io
+        io_max, io_merge = self._data_io(core)
         run = grid.box_run(start, count)
         if run is not None:
             # Consecutive chunks are back to back in the file: no gaps to plan around.
@@ -889,6 +894,11 @@ class OmArray(OmNode):
         target = np.empty(shape, dtype=ctx[4]) if out is None else out
         self._fetch_decode(ctx, plan, idx, sel, target.reshape(count))
         return target
+
+    def _data_io(self, core: _Core) -> tuple[int, int]:
+        """(io_size_max, io_size_merge) for chunk reads: no size cap for local sources."""
+        io_max, io_merge = self._file._io
+        return (_UNCAPPED if core.source.local else io_max), io_merge
 
     def _fetch_decode(
         self, ctx: tuple, plan: ReadPlan, idx: np.ndarray, sel: tuple, target: np.ndarray
@@ -933,7 +943,7 @@ class OmArray(OmNode):
             return out if out is not None else np.empty(shape, dtype)
         idx = grid.touched(sel)
         starts, stops = lut.ranges(idx)
-        io_max, io_merge = self._file._io
+        io_max, io_merge = self._data_io(core)
         plan = plan_reads(
             starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
         )

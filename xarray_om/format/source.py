@@ -236,6 +236,9 @@ class Source:
         self._tail = b""
         self._tail_size = int(spec.default_tail_size if tail_size is None else tail_size)
         self._size = -1
+        # Reads cost a system call or a memory copy, not a request: splitting
+        # them (io_size_max) buys nothing, adjacent ranges are read at once.
+        self.local = isinstance(spec, (LocalSpec, BytesSpec))
         if not lazy:
             self._open()
 
@@ -400,15 +403,21 @@ class Source:
                 out[i] = self._got(data, *ranges[i])
         return out  # type: ignore[return-value]
 
-    def _pread(self, fd: int, mv: memoryview, a: int, b: int, p: int) -> None:
-        n = b - a
-        got = os.preadv(fd, [mv[p : p + n]], a)
-        if got != n:
-            raise OmFormatError(
-                f"read of [{a}, {b}) returned {got} bytes: the file is truncated "
-                "or changed while open",
-                source=self.name,
-            )
+    def _short(self, a: int, b: int, got: int) -> OmFormatError:
+        return OmFormatError(
+            f"read of [{a}, {b}) returned {got} bytes: the file is truncated or changed while open",
+            source=self.name,
+        )
+
+    def _pread(self, fd: int, mv: memoryview, a: int, b: int, p: int, done: int = 0) -> None:
+        """Read ``[a, b)`` to ``mv[p:]``, of which ``done`` bytes are already there."""
+        # The kernel returns at most ~2 GiB per call: continue partial reads;
+        # only end of file (0 bytes) means the file shrank.
+        while a + done < b:
+            got = os.preadv(fd, [mv[p + done : p + b - a]], a + done)
+            if got <= 0:
+                raise self._short(a, b, done)
+            done += got
 
     def read_range_into(self, start: int, stop: int, buf: Any, pos: int = 0) -> None:
         """Read bytes ``[start, stop)`` into ``buf[pos:]`` (the hot path of point reads).
@@ -477,28 +486,35 @@ class Source:
         tail = self._tail
         tail_start = self._tail_start if tail else size + 1
         h = self._conn()
-        local = isinstance(h, int)
         remote: list[tuple[int, int, int]] = []
-        # Local reads: ranges adjacent both in the file and in the buffer (a run
-        # split at io_size_max) cost one system call.
-        run_a = run_b = run_p = 0
+        if type(h) is int:
+            # Ranges adjacent both in the file and in the buffer (a run split at
+            # io_size_max) cost one system call.
+            preadv = os.preadv
+            run_a = run_b = run_p = 0
+            for a, b, p in zip(starts, stops, positions, strict=True):
+                if a >= tail_start:
+                    mv[p : p + b - a] = tail[a - tail_start : b - tail_start]
+                elif a == run_b and p == run_p + (run_b - run_a) and run_b > run_a:
+                    run_b = b
+                else:
+                    if run_b > run_a:
+                        n = run_b - run_a
+                        got = preadv(h, [mv[run_p : run_p + n]], run_a)
+                        if got != n:
+                            self._pread(h, mv, run_a, run_b, run_p, max(got, 0))
+                    run_a, run_b, run_p = a, b, p
+            if run_b > run_a:
+                self._pread(h, mv, run_a, run_b, run_p)
+            return
         for a, b, p in zip(starts, stops, positions, strict=True):
             n = b - a
             if n == 0:
                 continue
             if a >= tail_start:
                 mv[p : p + n] = tail[a - tail_start : b - tail_start]
-            elif local:
-                if run_b > run_a and a == run_b and p == run_p + (run_b - run_a):
-                    run_b = b
-                    continue
-                if run_b > run_a:
-                    self._pread(h, mv, run_a, run_b, run_p)
-                run_a, run_b, run_p = a, b, p
             else:
                 remote.append((p, a, b))
-        if run_b > run_a:
-            self._pread(h, mv, run_a, run_b, run_p)
         if remote:
             datas = self._fetch_ranges([(a, b) for _, a, b in remote])
             for (p, a, b), data in zip(remote, datas, strict=True):
