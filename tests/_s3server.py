@@ -74,7 +74,8 @@ def start_server(workdir: Path, timeout: float = 60.0) -> S3Server:
         "-ip.bind=127.0.0.1",
         f"-dir={data}",
         "-master.volumeSizeLimitMB=64",
-        "-volume.max=50",
+        # every bucket is a collection and weed grows 7 volumes for each; tests create many
+        "-volume.max=2000",
     ]
     cmd += [
         f"-{name}.port={port}"
