@@ -28,6 +28,7 @@ from xarray_om.format.writer import (
     OmClampWarning,
     OmWriter,
     array_codec,
+    block_dimension,
     count_out_of_range,
     plan_blocks,
     resolve_compression,
@@ -520,6 +521,17 @@ def test_plan_blocks_are_chunk_runs():
             assert first > prev
             prev = first
         assert (covered == 1).all()
+
+
+def test_block_dimension():
+    # Outermost dimension whose one-chunk-thick slab (whole extent after it) fits.
+    assert block_dimension((10, 7, 5), (3, 2, 5), 10**6) == (0, 3 * 7 * 5)
+    assert block_dimension((10, 7, 5), (3, 2, 5), 30) == (1, 3 * 2 * 5)
+    assert block_dimension((10, 7, 5), (3, 2, 5), 105) == (0, 105)
+    assert block_dimension((10, 7, 5), (3, 2, 5), 104) == (1, 30)
+    # Nothing fits: the last dimension, one chunk per unit.
+    assert block_dimension((10, 7, 5), (3, 2, 5), 1) == (2, 30)
+    assert block_dimension((9,), (2,), 1) == (0, 2)
 
 
 # --------------------------------------------------------------------------- validation

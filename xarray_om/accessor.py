@@ -122,6 +122,7 @@ from .format.writer import (
     OmClampWarning,
     OmWriter,
     array_codec,
+    block_dimension,
     count_out_of_range,
     plan_blocks,
     resolve_compression,
@@ -636,13 +637,7 @@ def _run_chunks(
     to ``max_elements``. Source chunks are then rarely shared between blocks.
     """
     ndim = len(shape)
-    k = ndim - 1
-    unit = math.prod(chunks)
-    for j in range(ndim):
-        unit_j = math.prod(chunks[: j + 1]) * math.prod(shape[j + 1 :])
-        if unit_j <= max_elements:
-            k, unit = j, unit_j
-            break
+    k, unit = block_dimension(shape, chunks, max_elements)
     per_block = max(1, max_elements // unit) * chunks[k]  # length along k
 
     def om_grid(n: int, c: int) -> tuple[int, ...]:

@@ -58,6 +58,7 @@ __all__ = [
     "OmClampWarning",
     "OmWriter",
     "array_codec",
+    "block_dimension",
     "count_out_of_range",
     "plan_blocks",
     "resolve_compression",
@@ -301,6 +302,34 @@ def _clamp_message(n: int, compression: int, scale_factor: float, add_offset: fl
 # --------------------------------------------------------------------------- block planning
 
 
+def block_dimension(
+    shape: Sequence[int], chunks: Sequence[int], max_elements: int
+) -> tuple[int, int]:
+    """The dimension along which blocks of whole chunks are cut, and their unit size.
+
+    Parameters
+    ----------
+    shape, chunks
+        Array and OM chunk shape.
+    max_elements
+        Upper bound on the elements of one block.
+
+    Returns
+    -------
+    (k, unit)
+        ``k`` is the outermost dimension for which one chunk along dimensions
+        ``0..k`` times the whole extent after ``k`` holds at most
+        ``max_elements`` elements (the last dimension if none does); ``unit``
+        is the element count of such a block one chunk long along ``k``.
+    """
+    ndim = len(shape)
+    for j in range(ndim):
+        unit = math.prod(chunks[: j + 1]) * math.prod(shape[j + 1 :])
+        if unit <= max_elements:
+            return j, unit
+    return ndim - 1, math.prod(chunks)
+
+
 def plan_blocks(
     shape: Sequence[int], chunks: Sequence[int], max_elements: int
 ) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
@@ -313,15 +342,8 @@ def plan_blocks(
     A single chunk larger than ``max_elements`` still forms one block.
     """
     dims, chunk_t = tuple(int(d) for d in shape), tuple(int(c) for c in chunks)
-    ndim = len(dims)
     grid = [-(-d // c) for d, c in zip(dims, chunk_t, strict=True)]
-    k = ndim - 1
-    unit = math.prod(chunk_t)
-    for j in range(ndim):
-        unit_j = math.prod(chunk_t[: j + 1]) * math.prod(dims[j + 1 :])
-        if unit_j <= max_elements:
-            k, unit = j, unit_j
-            break
+    k, unit = block_dimension(dims, chunk_t, max_elements)
     step = max(1, max_elements // unit)
     tail = tuple(slice(0, d) for d in dims[k + 1 :])
     for outer in itertools.product(*(range(g) for g in grid[:k])):
