@@ -698,10 +698,14 @@ class OmWriter:
             self._failure = e
             raise
 
-    def _write_record(self, record: bytes, kind: str, name: str) -> NodeRef:
+    def _align8(self) -> None:
+        # Like reference writers: records and the trailer start at multiples of 8 (spec 7).
         pad = -self.position % 8
         if pad:
             self._write(_PAD[:pad])
+
+    def _write_record(self, record: bytes, kind: str, name: str) -> NodeRef:
+        self._align8()
         offset = self.position
         self._write(record)
         return NodeRef(offset, len(record), kind, name, self._token)
@@ -967,9 +971,7 @@ class OmWriter:
             raise OmEncodingError(
                 "root must be a NodeRef returned by this writer", source=self.name
             )
-        pad = -self.position % 8
-        if pad:
-            self._write(_PAD[:pad])
+        self._align8()
         self._write(encode_trailer(root.offset, root.size))
         try:
             self._sink.commit()
