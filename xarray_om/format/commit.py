@@ -46,11 +46,15 @@ _LOCAL_BUFFER = 2**20
 class Sink:
     """Append-only output with atomic publication.
 
-    Subclasses implement ``_raw_write``, ``_commit`` and ``_discard``; this base
-    class keeps the position and makes the endings idempotent.
+    Subclasses open ``_file`` (where the bytes go), register ``_finalizer``
+    (removes every trace of the output; also runs at garbage collection) and
+    implement ``_commit``; this base class keeps the position and makes the
+    endings idempotent.
     """
 
     name: str
+    _file: Any
+    _finalizer: weakref.finalize
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -84,14 +88,14 @@ class Sink:
         self.state = "discarded"
         self._discard()
 
-    def _raw_write(self, data: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _raw_write(self, data: Any) -> None:
+        self._file.write(data)
 
     def _commit(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _discard(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _discard(self) -> None:
+        self._finalizer()
 
 
 _umask_lock = threading.Lock()
@@ -144,9 +148,6 @@ class LocalSink(Sink):
             raise
         self._finalizer = weakref.finalize(self, _cleanup_file, self._file, self.temp_path)
 
-    def _raw_write(self, data: Any) -> None:
-        self._file.write(data)
-
     def _commit(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -176,13 +177,16 @@ class LocalSink(Sink):
             return
         os.unlink(self.temp_path)
 
-    def _discard(self) -> None:
-        self._finalizer()
-
 
 def _qualname(fs: Any) -> str:
     cls = type(fs)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _url(fs: Any, path: str) -> str:
+    # Names the output in error messages.
+    proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    return f"{proto}://{path}"
 
 
 def _abort_remote(f: Any) -> None:
@@ -201,9 +205,7 @@ class DeferredSink(Sink):
     """fsspec file opened with ``autocommit=False``: invisible until ``commit()``."""
 
     def __init__(self, fs: Any, path: str, *, overwrite: bool, buffer_size: int) -> None:
-        super().__init__(
-            f"{fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol}://{path}"
-        )
+        super().__init__(_url(fs, path))
         self.fs = fs
         self.path = path
         if not overwrite and fs.exists(path):
@@ -216,16 +218,10 @@ class DeferredSink(Sink):
             raise RuntimeError(f"{self.name}: filesystem ignored autocommit=False")
         self._finalizer = weakref.finalize(self, _abort_remote, self._file)
 
-    def _raw_write(self, data: Any) -> None:
-        self._file.write(data)
-
     def _commit(self) -> None:
         self._file.close()  # uploads the last part; still invisible
         self._file.commit()
         self._finalizer.detach()
-
-    def _discard(self) -> None:
-        self._finalizer()
 
 
 def _rm_quiet(fs: Any, path: str) -> None:
@@ -237,8 +233,7 @@ class MoveSink(Sink):
     """fsspec filesystem without deferred commit: temporary key, ``fs.mv`` on commit."""
 
     def __init__(self, fs: Any, path: str, *, overwrite: bool, buffer_size: int) -> None:
-        proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
-        super().__init__(f"{proto}://{path}")
+        super().__init__(_url(fs, path))
         self.fs = fs
         self.path = path
         self.overwrite = overwrite
@@ -256,18 +251,12 @@ class MoveSink(Sink):
             f.close()
         _rm_quiet(fs, temp_path)
 
-    def _raw_write(self, data: Any) -> None:
-        self._file.write(data)
-
     def _commit(self) -> None:
         self._file.close()
         if not self.overwrite and self.fs.exists(self.path):
             raise FileExistsError(f"{self.name}: file exists and overwrite=False")
         self.fs.mv(self.temp_path, self.path)
         self._finalizer.detach()
-
-    def _discard(self) -> None:
-        self._finalizer()
 
 
 def _is_local(fs: Any) -> bool:
