@@ -315,6 +315,17 @@ def test_unknown_position_refuses_to_guess(monkeypatch) -> None:
     assert sorted(calls) == [(1, 3), (1, 4), (4, 3), (4, 4)]
 
 
+def test_extent_from_chunk_key() -> None:
+    codec = OmChunkCodec(compression="fpx_xor_2d", array_shape=(5, 7))
+    assert codec._extent_for("v/c/0/0", (4, 4)) == (4, 4)
+    assert codec._extent_for("v/c/1/1", (4, 4)) == (1, 3)  # upper edge: clipped
+    assert codec._extent_for("v/c.0.1", (4, 4)) == (4, 3)
+    assert codec._extent_for(None, (4, 4)) is None
+    assert codec._extent_for("v/zarr.json", (4, 4)) is None
+    with pytest.raises(OmFormatError, match=r"v/c/2/0: chunk key lies outside the chunk grid"):
+        codec._extent_for("v/c/2/0", (4, 4))
+
+
 # --------------------------------------------------------------------------- codec
 
 

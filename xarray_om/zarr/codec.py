@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -214,9 +215,7 @@ class OmChunkCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     def _decode_values(
         self, data: Any, extent: tuple[int, ...], dtype: np.dtype, where: object
     ) -> np.ndarray:
-        n = 1
-        for s in extent:
-            n *= s
+        n = math.prod(extent)
         nbytes = memoryview(data).nbytes
         values, used = _native.decode_chunk(
             data,
@@ -244,8 +243,9 @@ class OmChunkCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         extent = _clipped_extent(coords, shape, chunk_shape)
         if extent is None:
             raise OmFormatError(
-                f"chunk key {key!r} lies outside the chunk grid of an array of shape {shape} "
-                f"with chunks {chunk_shape}"
+                f"chunk key lies outside the chunk grid of an array of shape {shape} "
+                f"with chunks {chunk_shape}",
+                source=key,
             )
         return extent
 
@@ -326,10 +326,7 @@ class OmChunkCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             values = self._decode_unknown_position(data, chunk_spec)[selection]
         else:
             where = byte_getter  # formatted only if an error names it
-            n = 1
-            for s in extent:
-                n *= s
-            if n > _INLINE_MAX_VALUES:
+            if math.prod(extent) > _INLINE_MAX_VALUES:
                 values = await asyncio.to_thread(
                     self._decode_selection, data, extent, selection, chunk_spec, where
                 )
