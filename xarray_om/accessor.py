@@ -458,20 +458,7 @@ def _plan_variable(
     calendar = explicit.get(ENC_CALENDAR, stored.get(ENC_CALENDAR)) if kind == "M" else None
     var = _encode_cf(var, units, calendar, name)
 
-    if explicit.get(ENC_DTYPE) is not None:
-        try:
-            var = var.astype(np.dtype(explicit[ENC_DTYPE]))
-        except TypeError as e:
-            raise OmEncodingError(f"variable {name!r}: invalid dtype encoding: {e}") from None
-    if var.dtype == np.float16:
-        var = var.astype(np.float32)  # lossless widening; OM has no float16
-    dtype = var.dtype
-    if dtype.kind not in "iuf" or dtype.itemsize > 8:
-        raise OmEncodingError(
-            f"variable {name!r} has dtype {dtype}: OM stores int8..int64, uint8..uint64, float32 "
-            "and float64 arrays (strings, objects and complex numbers cannot be written)"
-        )
-    storage = np.dtype(dtype).newbyteorder("=")
+    var, storage = _storage_dtype(var, explicit, name)
     attrs = _attributes(var.attrs, f"variable {name!r}")
 
     if not dims:
@@ -500,6 +487,41 @@ def _plan_variable(
             f"variable {name!r}: dimension(s) {empty} have length 0; OM arrays cannot be empty"
         )
 
+    codec, lossy = _layout_codec(name, dims, shape, storage, stored, explicit)
+    # Keep lazily indexed variables as Variables: ``.data`` would load them whole.
+    data = var.data if var.chunks is not None else var
+    return _VarPlan(name, dims, attrs, data, codec, check_clamp=lossy and on_clamp != "ignore")
+
+
+def _storage_dtype(
+    var: xr.Variable, explicit: Mapping[str, Any], name: str
+) -> tuple[xr.Variable, np.dtype]:
+    """``var`` cast to the ``dtype`` encoding (float16 widened), and its OM storage dtype."""
+    if explicit.get(ENC_DTYPE) is not None:
+        try:
+            var = var.astype(np.dtype(explicit[ENC_DTYPE]))
+        except TypeError as e:
+            raise OmEncodingError(f"variable {name!r}: invalid dtype encoding: {e}") from None
+    if var.dtype == np.float16:
+        var = var.astype(np.float32)  # lossless widening; OM has no float16
+    dtype = var.dtype
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise OmEncodingError(
+            f"variable {name!r} has dtype {dtype}: OM stores int8..int64, uint8..uint64, float32 "
+            "and float64 arrays (strings, objects and complex numbers cannot be written)"
+        )
+    return var, np.dtype(dtype).newbyteorder("=")
+
+
+def _layout_codec(
+    name: str,
+    dims: tuple[str, ...],
+    shape: tuple[int, ...],
+    storage: np.dtype,
+    stored: Mapping[str, Any],
+    explicit: Mapping[str, Any],
+) -> tuple[_native.ArrayCodec, bool]:
+    """Codec from the explicit encoding, else the variable's stored encoding, else defaults."""
     given, value = _explicit(explicit, ENC_CHUNKS, ENC_PREFERRED_CHUNKS)
     if given:
         chunks = default_chunks(shape) if value is None else _chunks_from(value, dims, shape, name)
@@ -516,10 +538,7 @@ def _plan_variable(
     given, value = _explicit(explicit, ENC_ADD_OFFSET, ENC_OM_ADD_OFFSET)
     if given:
         ao = value
-    codec, lossy = _make_codec(name, storage, shape, chunks, comp, sf, ao)
-    # Keep lazily indexed variables as Variables: ``.data`` would load them whole.
-    data = var.data if var.chunks is not None else var
-    return _VarPlan(name, dims, attrs, data, codec, check_clamp=lossy and on_clamp != "ignore")
+    return _make_codec(name, storage, shape, chunks, comp, sf, ao)
 
 
 def _make_codec(
