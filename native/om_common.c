@@ -30,8 +30,7 @@ size_t om_dtype_size(int dtype)
     }
 }
 
-/* Width in bytes of the integers the coder works on (codec spec table 1). */
-static size_t coder_width(int dtype, int compression)
+size_t om_coder_width(int dtype, int compression)
 {
     if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG)
         return 2;
@@ -46,7 +45,7 @@ size_t om_pfor_bound(size_t n, int width_bytes)
 
 size_t om_chunk_bound(int dtype, int compression, size_t n)
 {
-    size_t w = coder_width(dtype, compression);
+    size_t w = om_coder_width(dtype, compression);
     return om_pfor_bound(n, (int)(w ? w : 8));
 }
 

@@ -288,13 +288,6 @@ int64_t om_lut_encode(const uint64_t *lut, size_t n_entries, uint8_t *out, size_
 
 /* ---- blocks of chunks (om_chunks.h) --------------------------------------- */
 
-/* Coder word width in bytes (spec table 1). */
-static size_t coder_bytes(int dtype, int compression)
-{
-    if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) return 2;
-    return om_dtype_size(dtype);
-}
-
 /* Multiply with overflow detection: returns 0 on overflow. */
 static int mul_ok(size_t a, size_t b, size_t *res)
 {
@@ -333,7 +326,7 @@ size_t om_encode_block_bound(const om_array_t *a, const uint64_t *block_shape)
 {
     size_t nc, ne, mc;
     if (block_info(a, block_shape, &nc, &ne, &mc) != OM_OK) return 0;
-    size_t B = coder_bytes(a->dtype, a->compression);
+    size_t B = om_coder_width(a->dtype, a->compression);
     /* Sum over chunks of om_chunk_bound(n) = n*(B+1) + 2*ceil(n/128) + 32. */
     return ne * (B + 1) + 2 * (ne / 128 + nc) + 32 * nc + 64;
 }

@@ -2,6 +2,7 @@
 #ifndef OM_INTERNAL_H
 #define OM_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,5 +30,9 @@ OM_INLINE int om_bitlen64(uint64_t x) { return x ? 64 - __builtin_clzll(x) : 0; 
 OM_INLINE int om_bitlen32(uint32_t x) { return x ? 32 - __builtin_clz(x) : 0; }
 
 OM_INLINE size_t om_ceil8(size_t bits) { return (bits + 7) >> 3; }
+
+/* Width in bytes of the integers the coder works on for (dtype, compression)
+ * (codec spec table 1); 0 for an unknown dtype. Defined in om_common.c. */
+size_t om_coder_width(int dtype, int compression);
 
 #endif
