@@ -523,6 +523,19 @@ def test_plan_blocks_are_chunk_runs():
         assert (covered == 1).all()
 
 
+def test_uses_scale_exactly_for_lossy_float_compressions():
+    for t, dt in records.ARRAY_DTYPES.items():
+        for comp in records.COMPRESSION_NAMES:
+            if not records.valid_pair(t, comp):
+                continue
+            want = dt.kind == "f" and comp != records.COMPRESSION_IDS["fpx_xor_2d"]
+            assert records.uses_scale(dt, comp) is want, (dt, comp)
+    assert records.uses_scale(np.dtype("float32"), 0)
+    assert records.uses_scale(np.dtype("float64"), 2)
+    assert not records.uses_scale(np.dtype("float64"), 1)
+    assert not records.uses_scale(np.dtype("int16"), 2)
+
+
 def test_block_dimension():
     # Outermost dimension whose one-chunk-thick slab (whole extent after it) fits.
     assert block_dimension((10, 7, 5), (3, 2, 5), 10**6) == (0, 3 * 7 * 5)

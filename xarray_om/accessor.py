@@ -117,7 +117,13 @@ import xarray as xr
 from . import _native
 from . import conventions as conv
 from .errors import OmEncodingError
-from .format.records import COMPRESSION_IDS, COMPRESSION_NAMES, array_type_for, valid_pair
+from .format.records import (
+    COMPRESSION_IDS,
+    COMPRESSION_NAMES,
+    array_type_for,
+    uses_scale,
+    valid_pair,
+)
 from .format.writer import (
     OmClampWarning,
     OmWriter,
@@ -558,7 +564,7 @@ def _make_codec(
     """
     try:
         comp = resolve_compression(dtype, compression, scale_factor)
-        lossy = dtype.kind == "f" and comp != COMPRESSION_IDS["fpx_xor_2d"]
+        lossy = uses_scale(dtype, comp)
         codec = array_codec(
             shape,
             dtype,

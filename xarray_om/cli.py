@@ -61,6 +61,7 @@ import numpy as np
 
 from . import __version__
 from .errors import OmEncodingError, OmError
+from .format.records import COMPRESSION_IDS, uses_scale
 
 __all__ = ["EXIT_BAD_DATA", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -275,13 +276,6 @@ def _arrays_of(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _arrays_of(c)
 
 
-def _uses_scale(dtype: str, compression: str) -> bool:
-    """Whether the OM scale factor / offset take part in this array's encoding."""
-    return compression.startswith("pfor_delta_2d_int16") or (
-        compression == "pfor_delta_2d" and dtype.startswith("float")
-    )
-
-
 def _render_node(node: dict[str, Any], depth: int, lines: list[str]) -> None:
     pad = "    " * depth
     label = _name_text(node["name"])
@@ -303,7 +297,7 @@ def _render_node(node: dict[str, Any], depth: int, lines: list[str]) -> None:
             f"{inner}// chunks {tuple(node['chunks'])}, grid {grid} = {_plural(node['n_chunks'], 'chunk')}"
         )
         comp = f"{inner}// compression {node['compression']}"
-        if _uses_scale(node["dtype"], node["compression"]):
+        if uses_scale(np.dtype(node["dtype"]), COMPRESSION_IDS[node["compression"]]):
             comp += (
                 f", om_scale_factor {node['scale_factor']:g}, om_add_offset "
                 f"{node['add_offset']:g} (stored = round((value + add_offset) * scale_factor))"

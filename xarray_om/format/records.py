@@ -31,6 +31,7 @@ __all__ = [
     "parse_record",
     "parse_trailer",
     "scalar_type_for",
+    "uses_scale",
     "valid_pair",
 ]
 
@@ -80,6 +81,25 @@ def valid_pair(data_type: int, compression: int) -> bool:
     if compression == 1:
         return data_type in (20, 21)
     return False
+
+
+def uses_scale(dtype: np.dtype, compression: int) -> bool:
+    """Whether ``scale_factor`` / ``add_offset`` take part in an array's encoding.
+
+    Parameters
+    ----------
+    dtype
+        The array's numpy dtype.
+    compression
+        Compression id (:data:`COMPRESSION_IDS`).
+
+    Returns
+    -------
+    bool
+        True for the lossy float compressions (codec spec 2): fpx and integer
+        arrays never look at the scale or offset.
+    """
+    return np.dtype(dtype).kind == "f" and compression != COMPRESSION_IDS["fpx_xor_2d"]
 
 
 def array_type_for(dtype: np.dtype) -> int:

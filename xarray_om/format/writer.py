@@ -49,6 +49,7 @@ from .records import (
     encode_scalar_record,
     encode_trailer,
     scalar_type_for,
+    uses_scale,
     valid_pair,
 )
 
@@ -152,11 +153,6 @@ def resolve_compression(
     return comp
 
 
-def _uses_scale(dt: np.dtype, compression: int) -> bool:
-    # fpx and integer arrays never look at scale_factor / add_offset.
-    return dt.kind == "f" and compression != COMPRESSION_IDS["fpx_xor_2d"]
-
-
 def _float32_param(value: Any, what: str, *, must_be_finite: bool, nonzero: bool = False) -> float:
     try:
         f = float(value)
@@ -225,7 +221,7 @@ def array_codec(
     dims, chunk_t = _geometry(shape, chunks)
     dt = _array_dtype(dtype)
     comp = resolve_compression(dt, compression, scale_factor)
-    scaled = _uses_scale(dt, comp)
+    scaled = uses_scale(dt, comp)
     sf = _float32_param(
         1.0 if scale_factor is None else scale_factor, "scale_factor",
         must_be_finite=scaled, nonzero=scaled,
@@ -831,7 +827,7 @@ class OmWriter:
         kids = self._children(children)  # validate before writing anything
         raw_name = self._name(name)
         max_elems = max(1, block_bytes // codec.dtype.itemsize)
-        check = on_clamp != "ignore" and _uses_scale(codec.dtype, codec.compression)
+        check = on_clamp != "ignore" and uses_scale(codec.dtype, codec.compression)
         if check and on_clamp == "raise":
             bad = 0
             for _start, sl in plan_blocks(codec.dims, codec.chunks, max_elems):
