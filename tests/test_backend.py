@@ -1288,6 +1288,65 @@ def test_to_om_zero_d_variables_in_groups_and_views(tmp_path):
         xr.testing.assert_identical(view.load(), back.load())
 
 
+def test_zero_d_variable_chunk_reference_is_the_scalar_value(tmp_path):
+    from xarray_om.zarr import om_manifest
+
+    p = tmp_path / "z.om"
+    ROUND_TRIP["zero_d"].om.to_om(p)
+    ref = om_manifest(p)["arrays"]["total"]["manifest"]["c"]
+    raw = p.read_bytes()[ref["offset"] : ref["offset"] + ref["length"]]
+    assert raw == np.float64(12.5).tobytes()
+
+
+def test_describe_groups_reads_no_data(big_run, monkeypatch):
+    from xarray_om.backend import describe_groups
+
+    def no_read(self, *a, **k):
+        raise AssertionError("data read while describing")
+
+    monkeypatch.setattr(OmArray, "read", no_read)
+    with OmFile(big_run[0]) as f:
+        (g,) = describe_groups(f)
+        assert g.path == "/" and g.problem is None
+        assert set(g.variables) == {"temperature_2m", "time", "forecast_reference_time"}
+        assert g.coord_names == {"forecast_reference_time"}
+        v = g.variables["temperature_2m"]
+        assert v.dims == ("lat", "lon", "time") and v.node.kind == "array" and v.values is None
+        assert v.encoding["preferred_chunks"] == dict(zip(v.dims, v.node.chunks, strict=True))
+        t = g.variables["time"]
+        assert t.unix_time and t.attrs["units"] == conv.UNIX_TIME_UNITS
+        frt = g.variables["forecast_reference_time"]
+        assert frt.node.kind == "scalar" and frt.values == frt.node.value == T0
+
+
+def test_describe_groups_naming_modes(tmp_path):
+    from xarray_om.backend import describe_groups
+    from xarray_om.format.writer import OmWriter
+
+    p = tmp_path / "conflict.om"
+    with OmWriter(p) as w:
+        dims = [w.write_scalar("x", name="coordinates") for _ in range(2)]
+        a = w.write_array(np.arange(3, dtype="i4"), chunks=(3,), name="a", children=[dims[0]])
+        b = w.write_array(np.arange(4, dtype="i4"), chunks=(4,), name="b", children=[dims[1]])
+        ok = w.write_array(np.arange(2, dtype="i4"), chunks=(2,), name="c")
+        sub = w.write_group(name="sub", children=[ok])
+        w.close(w.write_group(name="", children=[a, b, sub, w.write_scalar("t", name="title")]))
+    with OmFile(p) as f:
+        with pytest.raises(ValueError, match="dimension 'x' has length 3"):
+            describe_groups(f)
+        auto = describe_groups(f, naming="auto")
+        assert [g.path for g in auto] == ["/", "/sub"]
+        assert "has length 3" in auto[0].problem and auto[1].problem is None
+        assert {n: v.dims for n, v in auto[0].variables.items()} == {"a": ("x",), "b": ("x",)}
+        assert auto[0].attrs == {"title": "t"}
+        plain = describe_groups(f, naming="conventions", drop_variables="b")
+        assert list(plain[0].variables) == ["a"] and plain[0].problem is None
+        (only,) = describe_groups(f, group="sub", recursive=False)
+        assert only.path == "/" and only.variables["c"].dims == ("dim_0",)
+        with pytest.raises(ValueError, match="naming"):
+            describe_groups(f, naming="nope")
+
+
 def test_list_attributes_and_scalar_variables_conventions(tmp_path):
     from xarray_om.format.writer import OmWriter
 

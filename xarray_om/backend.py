@@ -10,6 +10,12 @@ is its OM chunk shape, so ``chunks={}`` makes one dask chunk per OM chunk and
 its chunks' byte ranges in one coalesced request and decodes them with one
 native call (:meth:`OmArray.read <xarray_om.format.reader.OmArray.read>`).
 
+Opening is two steps: :func:`describe_groups` says, from metadata alone, what
+each group becomes (variables with their node, dimensions, attributes and
+encoding; coordinate names; group attributes), then each description is
+turned into xarray variables and CF-decoded. The Zarr view
+(:mod:`xarray_om.zarr`) presents the same descriptions.
+
 Engine names
 ------------
 The package registers the engine under two names: ``"om"`` and the
@@ -28,6 +34,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +48,14 @@ from xarray.core.utils import emit_user_level_warning
 from . import conventions as conv
 from .format.reader import OmArray, OmFile, OmNode
 
-__all__ = ["EngineNameClashWarning", "OmBackendArray", "OmBackendEntrypoint"]
+__all__ = [
+    "EngineNameClashWarning",
+    "GroupDescription",
+    "OmBackendArray",
+    "OmBackendEntrypoint",
+    "VariableDescription",
+    "describe_groups",
+]
 
 #: 1-D coordinate variables up to this many elements are read at open time
 #: (xarray builds pandas indexes from them anyway).
@@ -206,7 +220,181 @@ def _is_run(idx: np.ndarray) -> bool:
     )
 
 
-# --------------------------------------------------------------------------- dataset building
+# --------------------------------------------------------------------------- group descriptions
+
+
+@dataclass(frozen=True)
+class VariableDescription:
+    """One variable of a group as the backend presents it, before CF decoding.
+
+    Describing reads metadata only; ``values`` are small arrays made from
+    metadata or a scalar record, never chunk data.
+
+    Attributes
+    ----------
+    name, dims, shape
+        Variable name, dimension names and shape (with ``lead`` and a legacy
+        grid applied).
+    attrs
+        Attributes as handed to CF decoding: Unix-seconds variables carry the
+        CF ``units``/``calendar`` of :func:`~xarray_om.conventions.unix_time_attrs`,
+        a restored CF ``coordinates`` attribute is included.
+    encoding
+        The OM encoding of an array (:data:`~xarray_om.conventions.OM_ENCODING_KEYS`,
+        ``chunks``/``preferred_chunks`` in ``dims`` order); ``{}`` otherwise.
+    node
+        Where the values live: an :class:`~xarray_om.format.reader.OmArray`
+        (read lazily), the :class:`~xarray_om.format.reader.OmScalar` whose
+        value ``values`` holds (0-d variables, valid / reference times), or
+        None for values made up from metadata (regular-grid latitude and
+        longitude, an ensemble rolling time axis).
+    lead
+        Length-1 axes in front of the array's own (a spatial file's valid time
+        as a ``time`` dimension).
+    values
+        The values when ``node`` is not an array, else None.
+    unix_time
+        The values are Unix seconds (CF decoding makes them ``datetime64``).
+    legacy_grid
+        ``(ny, nx)`` when a legacy ``[ny*nx, time]`` array is presented as
+        ``[ny, nx, time]``.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    attrs: dict[str, Any]
+    encoding: dict[str, Any]
+    node: OmNode | None = None
+    lead: int = 0
+    values: np.ndarray | None = None
+    unix_time: bool = False
+    legacy_grid: tuple[int, int] | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    """One group (or array) of an OM file as a dataset, before CF decoding.
+
+    Attributes
+    ----------
+    path
+        DataTree path: ``"/"`` for the base node, ``"/a/b"`` below it.
+    node
+        The group or array node the dataset is made of.
+    variables
+        ``{name: VariableDescription}`` in file order, derived coordinates last.
+    coord_names
+        Variables to make coordinates besides dimension coordinates and those
+        that a CF ``coordinates`` attribute lists (valid / reference times,
+        2-D latitude and longitude arrays).
+    attrs
+        Attributes of the dataset (a group's; empty for an array).
+    problem
+        With ``naming="auto"``: why this group is named by the conventions
+        only (the backend's rules rejected it), else None.
+    """
+
+    path: str
+    node: OmNode
+    variables: dict[str, VariableDescription]
+    coord_names: frozenset[str]
+    attrs: dict[str, Any]
+    problem: str | None = None
+
+
+def describe_groups(
+    file: OmFile,
+    *,
+    group: str | None = None,
+    recursive: bool = True,
+    source_name: str | None = None,
+    variable_name: str | None = None,
+    dimension_names: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+    legacy_grid: tuple[int, int] | None = None,
+    drop_variables: str | Iterable[str] | None = None,
+    spatial_time: str = "dimension",
+    decode_grid: bool = True,
+    naming: str = "backend",
+) -> list[GroupDescription]:
+    """What the backend makes of each group of ``file``, without reading array data.
+
+    The xarray backend and the Zarr view (:mod:`xarray_om.zarr.manifest`) are
+    both built on this: same names, dimensions, attributes and coordinates.
+
+    Parameters
+    ----------
+    file
+        An opened :class:`~xarray_om.format.reader.OmFile`.
+    group
+        Base group or array path (default the root).
+    recursive
+        Also describe every group below the base (DataTree order; list
+        attribute groups are attributes, not groups; duplicate names and names
+        with ``/`` are skipped with a warning).
+    source_name
+        Path or URL used for layout detection and the name of an unnamed root
+        array; default the file's own source name.
+    variable_name, dimension_names, legacy_grid, drop_variables, spatial_time, decode_grid
+        As in :meth:`OmBackendEntrypoint.open_dataset`; ``dimension_names``
+        and ``legacy_grid`` apply to the base group only.
+    naming
+        ``"backend"``: the backend's rules (a group whose dimension sizes
+        conflict raises ValueError); ``"conventions"``: each array named by
+        :func:`~xarray_om.conventions.dimension_names` alone, no derived
+        coordinates and no cross-array checks; ``"auto"``: the backend's rules,
+        falling back to ``"conventions"`` for a group they reject (its
+        :attr:`GroupDescription.problem` says why).
+
+    Returns
+    -------
+    list of GroupDescription
+        The base group first.
+    """
+    if naming not in ("backend", "conventions", "auto"):
+        raise ValueError(f"naming must be 'backend', 'conventions' or 'auto', not {naming!r}")
+    if spatial_time not in ("dimension", "scalar"):
+        raise ValueError(f"spatial_time must be 'dimension' or 'scalar', not {spatial_time!r}")
+    label = source_name if source_name is not None else _source_label(file, file)
+    layout = conv.detect_layout(file.root, version=file.version, source_name=label)
+    root_name = variable_name or conv.root_array_name(label)
+    base = _node_chain(file, group)
+    chains = _walk_groups(base, file.source_name) if recursive else [("/", base)]
+    if legacy_grid is not None:
+        ny, nx = (int(v) for v in legacy_grid)
+        legacy_grid = (ny, nx)
+    drop = _drop_set(drop_variables)
+    out = []
+    for path, chain in chains:
+        if naming == "conventions":
+            out.append(_plain_description(path, file, chain, layout, root_name, drop))
+            continue
+        builder = _Builder(
+            file,
+            chain,
+            layout=layout,
+            root_name=root_name,
+            dimension_names=_normalize_override(dimension_names) if path == "/" else None,
+            drop_variables=drop,
+            legacy_grid=legacy_grid if path == "/" else None,
+            spatial_time=spatial_time,
+            decode_grid=decode_grid,
+        )
+        try:
+            variables, attrs, coord_names = builder.describe()
+        except ValueError as exc:
+            if naming == "backend":
+                raise
+            out.append(
+                _plain_description(path, file, chain, layout, root_name, drop, problem=str(exc))
+            )
+            continue
+        out.append(GroupDescription(path, chain[-1], variables, frozenset(coord_names), attrs))
+    return out
 
 
 def _node_chain(f: OmFile, group: str | None) -> list[OmNode]:
@@ -229,6 +417,32 @@ def _node_chain(f: OmFile, group: str | None) -> list[OmNode]:
     return chain
 
 
+def _walk_groups(base: list[OmNode], source: str) -> list[tuple[str, list[OmNode]]]:
+    """(DataTree path, node chain) for the base node and every group below it."""
+    out: list[tuple[str, list[OmNode]]] = []
+
+    def visit(chain: list[OmNode], path: str) -> None:
+        out.append((path, chain))
+        names: set[str] = set()
+        for c in chain[-1].children:
+            if c.kind != "group" or conv.list_attribute(c) is not None:
+                continue
+            name = c.name or f"unnamed_group_{len(names)}"
+            if name in names or "/" in name:
+                warnings.warn(
+                    f"{source}: group {name!r} below {path!r} skipped (duplicate name or "
+                    "'/' in name); open it with group=...",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+                continue
+            names.add(name)
+            visit([*chain, c], f"{path.rstrip('/')}/{name}")
+
+    visit(base, "/")
+    return out
+
+
 def _normalize_override(value: Any) -> Any:
     if value is None:
         return None
@@ -240,7 +454,7 @@ def _normalize_override(value: Any) -> Any:
 
 
 class _Entry:
-    """One array (or 0-d scalar variable) of the dataset being built."""
+    """One array (or 0-d scalar variable) of the dataset being described."""
 
     __slots__ = ("ancestors", "dims", "file_dims", "name", "node", "rule")
 
@@ -253,8 +467,144 @@ class _Entry:
         self.rule = ""
 
 
+def _collect_entries(f: OmFile, chain: list[OmNode], root_name: str) -> list[_Entry]:
+    """The arrays (and a group's 0-d variables) making up the dataset of ``chain[-1]``."""
+    node = chain[-1]
+    outer = list(reversed(chain[:-1]))  # enclosing nodes, nearest first
+    if node.kind == "array":
+        pairs = [(node, outer)]
+        pairs += [(c, [node, *outer]) for c in node.children if c.kind == "array"]
+    else:
+        pairs = []
+        inner = [node, *outer]
+        for c in node.children:
+            if c.kind == "scalar" and conv.is_scalar_variable(c):
+                pairs.append((c, inner))  # a 0-d variable (to_om writes them so)
+            if c.kind != "array":
+                continue
+            pairs.append((c, inner))
+            pairs += [(g, [c, *inner]) for g in c.children if g.kind == "array"]
+    out: list[_Entry] = []
+    seen: dict[str, int] = {}
+    for k, (arr, anc) in enumerate(pairs):
+        name = arr.name
+        if not name:
+            name = root_name if arr is f.root else f"unnamed_{k}"
+        offset = arr.record_offset
+        if name in seen:
+            if seen[name] != offset:
+                warnings.warn(
+                    f"{f.source_name}: several arrays named {name!r} in "
+                    f"{node.path or '/'!r}; only the first is used",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+            continue
+        seen[name] = offset
+        out.append(_Entry(arr, name, anc))
+    return out
+
+
+def _name_file_dims(
+    entries: list[_Entry], layout: str, legacy_grid: tuple[int, int] | None
+) -> None:
+    """Set each entry's ``file_dims`` (and ``rule``) from the file's conventions."""
+    known: set[str] = set()
+    for e in entries:
+        for n in (e.node, *e.ancestors):
+            own, _ = conv.array_dimension_strings(n)
+            if own is not None:
+                known.update(own)
+    for e in entries:
+        if e.node.kind == "scalar":
+            e.file_dims, e.rule = (), "scalar"
+        elif e.node.ndim == 2 and legacy_grid is not None:
+            e.file_dims, e.rule = ("lat", "lon", "time"), "legacy grid"
+        else:
+            e.file_dims, e.rule = conv.dimension_names(
+                e.node, ancestors=e.ancestors, known_dims=known, layout=layout
+            )
+
+
+def _array_description(
+    e: _Entry,
+    dims: tuple[str, ...],
+    attrs: dict[str, Any],
+    *,
+    lead: int = 0,
+    legacy_grid: tuple[int, int] | None = None,
+) -> VariableDescription:
+    """An OM array's description: Unix-seconds CF attributes, chunks in ``dims`` order."""
+    arr = e.node
+    unix_time = conv.is_unix_time_array(arr)
+    if unix_time:
+        attrs = {**attrs, **conv.unix_time_attrs()}
+    enc = conv.encoding_for(arr)
+    if legacy_grid is not None:
+        chunks: tuple[int, ...] = LegacyGridArray(arr, *legacy_grid).preferred_chunks()
+        shape = (*legacy_grid, int(arr.shape[1]))
+    else:
+        chunks = (1,) * lead + tuple(int(c) for c in arr.chunks)
+        shape = (1,) * lead + tuple(int(n) for n in arr.shape)
+    enc[conv.ENCODING_CHUNKS] = chunks
+    enc[conv.ENCODING_PREFERRED_CHUNKS] = dict(zip(dims, chunks, strict=True))
+    return VariableDescription(
+        e.name,
+        dims,
+        shape,
+        attrs,
+        enc,
+        node=arr,
+        lead=lead,
+        unix_time=unix_time,
+        legacy_grid=legacy_grid,
+    )
+
+
+def _scalar_description(e: _Entry) -> VariableDescription:
+    node = e.node
+    return VariableDescription(
+        e.name, (), (), conv.variable_attrs(node), {}, node=node, values=np.asarray(node.value)
+    )
+
+
+def _plain_description(
+    path: str,
+    f: OmFile,
+    chain: list[OmNode],
+    layout: str,
+    root_name: str,
+    drop: set[str],
+    problem: str | None = None,
+) -> GroupDescription:
+    """The conventions' names alone: no derived coordinates, no cross-array checks."""
+    entries = [e for e in _collect_entries(f, chain, root_name) if e.name not in drop]
+    _name_file_dims(entries, layout, None)
+    variables = {}
+    for e in entries:
+        if e.node.kind == "scalar":
+            variables[e.name] = _scalar_description(e)
+        else:
+            variables[e.name] = _array_description(e, e.file_dims, conv.variable_attrs(e.node))
+    node = chain[-1]
+    attrs = conv.variable_attrs(node) if node.kind == "group" else {}
+    return GroupDescription(path, node, variables, frozenset(), attrs, problem)
+
+
+def _first_attr_scalar(node: OmNode, name: str) -> OmNode | None:
+    """The scalar record :func:`conv.variable_attrs` took attribute ``name`` from."""
+    for c in node.children:
+        if c.name != name:
+            continue
+        if c.kind == "scalar" and not (node.kind == "group" and conv.is_scalar_variable(c)):
+            return c
+        if c.kind == "group" and conv.list_attribute(c) is not None:
+            return None
+    return None
+
+
 class _Builder:
-    """Builds the (undecoded) variables and attributes of one group or array."""
+    """Describes the (undecoded) variables and attributes of one group or array."""
 
     def __init__(
         self,
@@ -268,9 +618,9 @@ class _Builder:
         legacy_grid: tuple[int, int] | None,
         spatial_time: str,
         decode_grid: bool,
-        decode_unix_time: bool,
     ) -> None:
         self.f = f
+        self.chain = chain
         self.node = chain[-1]
         self.outer = list(reversed(chain[:-1]))  # enclosing nodes, nearest first
         self.layout = layout
@@ -280,69 +630,16 @@ class _Builder:
         self.legacy_grid = legacy_grid
         self.spatial_time = spatial_time
         self.decode_grid = decode_grid
-        self.decode_unix_time = decode_unix_time
         self.source = f.source_name
 
     def _bad(self, msg: str) -> ValueError:
         return ValueError(f"{self.source}: {msg}")
 
-    # -- collect
-
-    def _entries(self) -> list[_Entry]:
-        node = self.node
-        out: list[_Entry] = []
-        seen: dict[str, int] = {}
-        if node.kind == "array":
-            pairs = [(node, self.outer)]
-            pairs += [(c, [node, *self.outer]) for c in node.children if c.kind == "array"]
-        else:
-            pairs = []
-            inner = [node, *self.outer]
-            for c in node.children:
-                if c.kind == "scalar" and conv.is_scalar_variable(c):
-                    pairs.append((c, inner))  # a 0-d variable (to_om writes them so)
-                if c.kind != "array":
-                    continue
-                pairs.append((c, inner))
-                pairs += [(g, [c, *inner]) for g in c.children if g.kind == "array"]
-        for k, (arr, anc) in enumerate(pairs):
-            name = arr.name
-            if not name:
-                name = self.root_name if arr is self.f.root else f"unnamed_{k}"
-            offset = arr.record_offset
-            if name in seen:
-                if seen[name] != offset:
-                    warnings.warn(
-                        f"{self.source}: several arrays named {name!r} in "
-                        f"{self.node.path or '/'!r}; only the first is used",
-                        RuntimeWarning,
-                        stacklevel=4,
-                    )
-                continue
-            seen[name] = offset
-            out.append(_Entry(arr, name, anc))
-        return out
-
     # -- dimensions
 
     def _assign_dims(self, entries: list[_Entry]) -> None:
         override = self.override
-        known: set[str] = set()
-        for e in entries:
-            for n in (e.node, *e.ancestors):
-                own, _ = conv.array_dimension_strings(n)
-                if own is not None:
-                    known.update(own)
-        for e in entries:
-            if e.node.kind == "scalar":
-                e.file_dims, e.rule = (), "scalar"
-                continue
-            if e.node.ndim == 2 and self.legacy_grid is not None:
-                e.file_dims, e.rule = ("lat", "lon", "time"), "legacy grid"
-                continue
-            e.file_dims, e.rule = conv.dimension_names(
-                e.node, ancestors=e.ancestors, known_dims=known, layout=self.layout
-            )
+        _name_file_dims(entries, self.layout, self.legacy_grid)
         # User override: per variable (mapping) or for every non-coordinate
         # array of matching rank (sequence); renamed dimensions follow everywhere.
         rename: dict[str, str] = {}
@@ -418,16 +715,16 @@ class _Builder:
             return (ny, nx, e.node.shape[1])
         return tuple(e.node.shape)
 
-    # -- build
+    # -- describe
 
-    def build(self) -> tuple[dict[str, Variable], dict[str, Any], set[str]]:
-        """Return (variables, global attrs, names to make coordinates)."""
-        entries = self._entries()
+    def describe(self) -> tuple[dict[str, VariableDescription], dict[str, Any], set[str]]:
+        """Return (variables, dataset attrs, names to make coordinates); reads no data."""
+        entries = _collect_entries(self.f, self.chain, self.root_name)
         if self.legacy_grid is not None and self.layout != conv.Layout.LEGACY:
             raise self._bad("legacy_grid= applies to legacy (v1/v2) files only")
         self._assign_dims(entries)
         node = self.node
-        variables: dict[str, Variable] = {}
+        variables: dict[str, VariableDescription] = {}
         coord_names: set[str] = set()
 
         # Scalars of the dataset node: global attributes of a group; the root
@@ -453,41 +750,14 @@ class _Builder:
                 continue
             arr = e.node
             if arr.kind == "scalar":
-                value = np.asarray(arr.value)
-                variables[e.name] = Variable((), value, conv.variable_attrs(arr))
+                variables[e.name] = _scalar_description(e)
                 continue
-            if arr is node:
-                attrs = dict(node_attrs)
-            else:
-                attrs = conv.variable_attrs(arr)
-            unix_time = conv.is_unix_time_array(arr)
-            dims = e.dims
-            lead = 0
-            is_coord_var = dims == (e.name,)
-            if expand_time and not is_coord_var:
-                lead = 1
-                dims = (conv.TIME, *dims)
-            enc = conv.encoding_for(arr)
-            data: Any
-            if arr.ndim == 2 and self.legacy_grid is not None:
-                lg = LegacyGridArray(arr, *self.legacy_grid)
-                pref = lg.preferred_chunks()
-                enc[conv.ENCODING_CHUNKS] = pref
-                enc[conv.ENCODING_PREFERRED_CHUNKS] = dict(zip(dims, pref, strict=True))
-                data = indexing.LazilyIndexedArray(lg)
-            elif is_coord_var and arr.size <= EAGER_COORDINATE_SIZE:
-                if unix_time:
-                    variables[e.name] = self._time_variable(dims, arr.read(...), attrs, enc)
-                    continue
-                data = arr.read(...)
-            else:
-                if unix_time:
-                    attrs.update(conv.unix_time_attrs())
-                chunks = (1,) * lead + tuple(arr.chunks)
-                enc[conv.ENCODING_CHUNKS] = chunks
-                enc[conv.ENCODING_PREFERRED_CHUNKS] = dict(zip(dims, chunks, strict=True))
-                data = indexing.LazilyIndexedArray(OmBackendArray(arr, lead))
-            variables[e.name] = Variable(dims, data, attrs, encoding=enc)
+            attrs = dict(node_attrs) if arr is node else conv.variable_attrs(arr)
+            is_coord_var = e.dims == (e.name,)
+            lead = 1 if expand_time and not is_coord_var else 0
+            dims = (conv.TIME,) * lead + e.dims
+            legacy = self.legacy_grid if arr.ndim == 2 else None
+            variables[e.name] = _array_description(e, dims, attrs, lead=lead, legacy_grid=legacy)
             if e.name in ("lat", "lon", "latitude", "longitude") and not is_coord_var:
                 if arr.ndim <= 2:
                     coord_names.add(e.name)
@@ -497,16 +767,16 @@ class _Builder:
             value = coord_scalars[conv.VALID_TIME]
             name = conv.TIME if conv.TIME not in variables else conv.VALID_TIME
             attrs = {"standard_name": "time", "long_name": "valid time"}
-            if expand_time:
-                variables[name] = self._time_variable((name,), np.array([value]), attrs)
-            else:
-                variables[name] = self._time_variable((), np.array(value), attrs)
+            dims = (name,) if expand_time else ()
+            values = np.array([value]) if expand_time else np.array(value)
+            variables[name] = self._time(name, dims, values, attrs, conv.VALID_TIME)
             coord_names.add(name)
         if conv.FORECAST_REFERENCE_TIME in coord_scalars:
+            name = conv.FORECAST_REFERENCE_TIME
             attrs = {"standard_name": "forecast_reference_time"}
-            value = np.array(coord_scalars[conv.FORECAST_REFERENCE_TIME])
-            variables[conv.FORECAST_REFERENCE_TIME] = self._time_variable((), value, attrs)
-            coord_names.add(conv.FORECAST_REFERENCE_TIME)
+            values = np.array(coord_scalars[name])
+            variables[name] = self._time(name, (), values, attrs, name)
+            coord_names.add(name)
 
         self._add_rolling_time(node, entries, variables)
         if self.decode_grid:
@@ -514,6 +784,21 @@ class _Builder:
         for name in self.drop:
             variables.pop(name, None)
         return variables, global_attrs, coord_names
+
+    def _time(
+        self, name: str, dims: tuple[str, ...], seconds: np.ndarray, attrs: dict, scalar: str
+    ) -> VariableDescription:
+        """A Unix-seconds variable made from the dataset node's scalar ``scalar``."""
+        return VariableDescription(
+            name,
+            dims,
+            seconds.shape,
+            {**attrs, **conv.unix_time_attrs()},
+            {},
+            node=_first_attr_scalar(self.node, scalar),
+            values=seconds,
+            unix_time=True,
+        )
 
     def _add_rolling_time(self, node: OmNode, entries: list[_Entry], variables: dict) -> None:
         if self.layout != conv.Layout.ROLLING or conv.TIME in variables or node.kind != "array":
@@ -523,30 +808,10 @@ class _Builder:
             return
         axis = conv.rolling_time_axis(node.attrs, node.shape[-1])
         if axis is not None:
-            variables[conv.TIME] = self._time_variable((conv.TIME,), axis, {})
-
-    def _time_variable(
-        self, dims: tuple[str, ...], seconds: np.ndarray, attrs: dict, encoding: dict | None = None
-    ) -> Variable:
-        """A Unix-seconds variable: decoded here (cheap) or left to CF decoding."""
-        encoding = dict(encoding or {})
-        whole = seconds.dtype.kind in "iu" or (
-            seconds.dtype.kind == "f" and bool(np.all(np.isfinite(seconds) & (seconds % 1 == 0)))
-        )
-        if self.decode_unix_time and whole:
-            # What xarray's CF decoding gives, without its per-variable cost
-            # (~1 ms per file, the bulk of open time for many small files).
-            encoding.update(conv.unix_time_attrs())
-            encoding["dtype"] = seconds.dtype
-            # fastpath: the values already are datetime64[ns]; xarray's
-            # normalisation would round-trip them through pandas.
-            values = conv.unix_seconds_to_datetime64(seconds)
-            if values.ndim == 1:
-                # A ready pandas index is reused as the dimension's index.
-                return Variable(dims, pd.DatetimeIndex(values), attrs, encoding)
-            return Variable(dims, values, attrs, encoding, fastpath=True)
-        attrs = {**attrs, **conv.unix_time_attrs()}
-        return Variable(dims, seconds, attrs, encoding)
+            attrs = conv.unix_time_attrs()
+            variables[conv.TIME] = VariableDescription(
+                conv.TIME, (conv.TIME,), axis.shape, attrs, {}, values=axis, unix_time=True
+            )
 
     def _add_grid(self, node: OmNode, entries: list[_Entry], variables: dict) -> None:
         crs = None
@@ -580,14 +845,76 @@ class _Builder:
         if grid is None:
             return
         lat, lon = grid
-        variables[ydim] = Variable((ydim,), lat, dict(conv.LATITUDE_ATTRS))
-        variables[xdim] = Variable((xdim,), lon, dict(conv.LONGITUDE_ATTRS))
+        for dim, values, attrs in (
+            (ydim, lat, conv.LATITUDE_ATTRS),
+            (xdim, lon, conv.LONGITUDE_ATTRS),
+        ):
+            variables[dim] = VariableDescription(
+                dim, (dim,), values.shape, dict(attrs), {}, values=values
+            )
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
         v, (bool, np.bool_)
     )
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def _variable(desc: VariableDescription, decode_unix_time: bool) -> Variable:
+    """The xarray Variable of a description: lazy for arrays, small coordinates read now."""
+    node = desc.node
+    attrs, enc = dict(desc.attrs), dict(desc.encoding)
+    if desc.values is not None:
+        if desc.unix_time:
+            return _time_variable(desc.dims, desc.values, attrs, enc, decode_unix_time)
+        return Variable(desc.dims, desc.values, attrs, enc)
+    assert isinstance(node, OmArray)
+    data: Any
+    if desc.legacy_grid is not None:
+        data = indexing.LazilyIndexedArray(LegacyGridArray(node, *desc.legacy_grid))
+    elif desc.dims == (desc.name,) and not desc.lead and node.size <= EAGER_COORDINATE_SIZE:
+        # xarray builds a pandas index from it anyway; the OM chunking is kept
+        # in "chunks" but does not chunk an in-memory index.
+        enc.pop(conv.ENCODING_PREFERRED_CHUNKS, None)
+        data = node.read(...)
+        if desc.unix_time:
+            return _time_variable(desc.dims, data, attrs, enc, decode_unix_time)
+    else:
+        data = indexing.LazilyIndexedArray(OmBackendArray(node, desc.lead))
+    return Variable(desc.dims, data, attrs, encoding=enc)
+
+
+def _time_variable(
+    dims: tuple[str, ...], seconds: np.ndarray, attrs: dict, encoding: dict, decode: bool
+) -> Variable:
+    """A Unix-seconds variable (``attrs`` carry its CF units): decoded here or left to CF."""
+    whole = seconds.dtype.kind in "iu" or (
+        seconds.dtype.kind == "f" and bool(np.all(np.isfinite(seconds) & (seconds % 1 == 0)))
+    )
+    if not (decode and whole):
+        return Variable(dims, seconds, attrs, encoding)
+    # What xarray's CF decoding gives, without its per-variable cost
+    # (~1 ms per file, the bulk of open time for many small files).
+    cf = conv.unix_time_attrs()
+    attrs = {k: v for k, v in attrs.items() if k not in cf}
+    encoding = {**encoding, **cf, "dtype": seconds.dtype}
+    # fastpath: the values already are datetime64[ns]; xarray's
+    # normalisation would round-trip them through pandas.
+    values = conv.unix_seconds_to_datetime64(seconds)
+    if values.ndim == 1:
+        # A ready pandas index is reused as the dimension's index.
+        return Variable(dims, pd.DatetimeIndex(values), attrs, encoding)
+    return Variable(dims, values, attrs, encoding, fastpath=True)
+
+
+def _dataset_parts(
+    desc: GroupDescription, decode_unix_time: bool
+) -> tuple[dict[str, Variable], dict[str, Any], set[str]]:
+    variables = {name: _variable(v, decode_unix_time) for name, v in desc.variables.items()}
+    return variables, dict(desc.attrs), set(desc.coord_names)
 
 
 # --------------------------------------------------------------------------- entrypoint
@@ -738,76 +1065,8 @@ class OmBackendEntrypoint(BackendEntrypoint):
         :mod:`xarray_om.conventions`). Only metadata and small 1-D coordinate
         arrays are read at open time.
         """
-        f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
-        try:
-            chain = _node_chain(f, group)
-            variables, attrs, coords = self._build(
-                f,
-                chain,
-                filename_or_obj,
-                drop_variables=_drop_set(drop_variables),
-                dimension_names=dimension_names,
-                legacy_grid=legacy_grid,
-                variable_name=variable_name,
-                spatial_time=spatial_time,
-                decode_grid=decode_grid,
-                decode_unix_time=decode_times is True and not use_cftime,
-            )
-            ds = _decode(
-                variables,
-                attrs,
-                coords,
-                mask_and_scale=mask_and_scale,
-                decode_times=decode_times,
-                concat_characters=concat_characters,
-                decode_coords=decode_coords,
-                drop_variables=drop_variables,
-                use_cftime=use_cftime,
-                decode_timedelta=decode_timedelta,
-            )
-        except BaseException:
-            if f is not filename_or_obj:
-                f.close()
-            raise
-        if f is not filename_or_obj:
-            ds.set_close(f.close)
-        return ds
-
-    def _build(
-        self,
-        f: OmFile,
-        chain: list[OmNode],
-        filename_or_obj: Any,
-        *,
-        drop_variables: set[str],
-        dimension_names: Any,
-        legacy_grid: tuple[int, int] | None,
-        variable_name: str | None,
-        spatial_time: str,
-        decode_grid: bool,
-        decode_unix_time: bool,
-    ) -> tuple[dict[str, Variable], dict[str, Any], set[str]]:
-        if spatial_time not in ("dimension", "scalar"):
-            raise ValueError(f"spatial_time must be 'dimension' or 'scalar', not {spatial_time!r}")
-        label = _source_label(filename_or_obj, f)
-        layout = conv.detect_layout(f.root, version=f.version, source_name=label)
-        root_name = variable_name or conv.root_array_name(label)
-        if legacy_grid is not None:
-            ny, nx = (int(v) for v in legacy_grid)
-            legacy_grid = (ny, nx)
-        builder = _Builder(
-            f,
-            chain,
-            layout=layout,
-            root_name=root_name,
-            dimension_names=_normalize_override(dimension_names),
-            drop_variables=drop_variables,
-            legacy_grid=legacy_grid,
-            spatial_time=spatial_time,
-            decode_grid=decode_grid,
-            decode_unix_time=decode_unix_time,
-        )
-        return builder.build()
+        # Every keyword of the signature, by name (xarray needs them spelled out there).
+        return _open_groups(recursive=False, **locals())["/"]
 
     # -- groups
 
@@ -840,42 +1099,7 @@ class OmBackendEntrypoint(BackendEntrypoint):
         ``legacy_grid`` apply to the base group only. Closing the root
         (``"/"``) Dataset closes the file.
         """
-        f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
-        try:
-            base = _node_chain(f, group)
-            out: dict[str, Dataset] = {}
-            for path, chain in _walk_groups(base, f.source_name):
-                variables, attrs, coords = self._build(
-                    f,
-                    chain,
-                    filename_or_obj,
-                    drop_variables=_drop_set(drop_variables),
-                    dimension_names=dimension_names if path == "/" else None,
-                    legacy_grid=legacy_grid if path == "/" else None,
-                    variable_name=variable_name,
-                    spatial_time=spatial_time,
-                    decode_grid=decode_grid,
-                    decode_unix_time=decode_times is True and not use_cftime,
-                )
-                out[path] = _decode(
-                    variables,
-                    attrs,
-                    coords,
-                    mask_and_scale=mask_and_scale,
-                    decode_times=decode_times,
-                    concat_characters=concat_characters,
-                    decode_coords=decode_coords,
-                    drop_variables=drop_variables,
-                    use_cftime=use_cftime,
-                    decode_timedelta=decode_timedelta,
-                )
-        except BaseException:
-            if f is not filename_or_obj:
-                f.close()
-            raise
-        if f is not filename_or_obj:
-            out["/"].set_close(f.close)
-        return out
+        return _open_groups(recursive=True, **locals())
 
     def open_datatree(  # type: ignore[override]
         self,
@@ -946,29 +1170,63 @@ OmBackendEntrypoint.open_dataset_parameters = tuple(
 )
 
 
-def _walk_groups(base: list[OmNode], source: str) -> list[tuple[str, list[OmNode]]]:
-    """(DataTree path, node chain) for the base node and every group below it."""
-    out: list[tuple[str, list[OmNode]]] = []
+# Keywords of the entrypoint's open_* methods, by the step that uses them.
+_DESCRIBE_KEYWORDS = (
+    "group",
+    "variable_name",
+    "dimension_names",
+    "legacy_grid",
+    "spatial_time",
+    "decode_grid",
+)
+_DECODE_KEYWORDS = (
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "drop_variables",
+    "use_cftime",
+    "decode_timedelta",
+)
 
-    def visit(chain: list[OmNode], path: str) -> None:
-        out.append((path, chain))
-        names: set[str] = set()
-        for c in chain[-1].children:
-            if c.kind != "group" or conv.list_attribute(c) is not None:
-                continue
-            name = c.name or f"unnamed_group_{len(names)}"
-            if name in names or "/" in name:
-                warnings.warn(
-                    f"{source}: group {name!r} below {path!r} skipped (duplicate name or "
-                    "'/' in name); open it with group=...",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                continue
-            names.add(name)
-            visit([*chain, c], f"{path.rstrip('/')}/{name}")
 
-    visit(base, "/")
+def _open_groups(
+    filename_or_obj: Any,
+    *,
+    recursive: bool,
+    storage_options: dict | None,
+    io_size_max: int,
+    io_size_merge: int,
+    **kwargs: Any,
+) -> dict[str, Dataset]:
+    """Open, describe and CF-decode the base group (and with ``recursive`` every group).
+
+    ``kwargs``: the keywords of :meth:`OmBackendEntrypoint.open_dataset` (and
+    ``self``, ignored).
+    """
+    unknown = set(kwargs) - {"self", *_DESCRIBE_KEYWORDS, *_DECODE_KEYWORDS}
+    if unknown:  # a keyword added to the signature but not here
+        raise TypeError(f"unexpected keywords {sorted(unknown)}")
+    describe = {k: kwargs[k] for k in _DESCRIBE_KEYWORDS}
+    decode = {k: kwargs[k] for k in _DECODE_KEYWORDS}
+    f = _open_file(filename_or_obj, storage_options, io_size_max, io_size_merge)
+    try:
+        descriptions = describe_groups(
+            f,
+            recursive=recursive,
+            source_name=_source_label(filename_or_obj, f),
+            drop_variables=_drop_set(decode["drop_variables"]),
+            **describe,
+        )
+        unix = decode["decode_times"] is True and not decode["use_cftime"]
+        out = {d.path: _decode(*_dataset_parts(d, unix), **decode) for d in descriptions}
+    except BaseException:
+        if f is not filename_or_obj:
+            f.close()
+        raise
+    if f is not filename_or_obj:
+        # Closing the base group's Dataset closes the file.
+        out["/"].set_close(f.close)
     return out
 
 

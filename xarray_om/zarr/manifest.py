@@ -4,8 +4,8 @@ This module holds what the store view (:mod:`xarray_om.zarr.store`) and the
 virtual-reference exports share:
 
 * :func:`zarr_nodes` -- the Zarr hierarchy of an OM file: which groups and
-  arrays exist, their names, dimension names and attributes (the naming rules
-  are those of :mod:`xarray_om.conventions`, shared with the xarray backend);
+  arrays exist, their names, dimension names and attributes, as the xarray
+  backend describes them (:func:`xarray_om.backend.describe_groups`);
 * :class:`ZarrView` / :func:`build_view` -- ``zarr.json`` documents (the root
   one with inline consolidated metadata) and the chunk-key -> OM chunk mapping;
 * :func:`chunk_manifest`, :func:`om_manifest`, :func:`om_references` -- chunk
@@ -35,9 +35,9 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.dtype import parse_data_type
 
-from .. import conventions
+from ..backend import GroupDescription, VariableDescription, describe_groups
 from ..errors import OmFormatError
-from ..format.reader import OmArray, OmFile, OmGroup, OmNode, OmScalar
+from ..format.reader import OmArray, OmFile, OmGroup, OmScalar
 from .codec import OmChunkCodec
 
 __all__ = [
@@ -123,183 +123,50 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-# The naming rules are the xarray backend's: the view is built from the same
-# per-group variables the backend gives (before CF decoding), so that
-# ``xr.open_zarr(OmStore(p))`` and ``xr.open_dataset(p, engine="xarray_om")``
-# agree on names, dimensions, attributes, coordinates and values. All contact
-# with the backend's internals is in this function; if they change shape the
-# view falls back to the plain conventions (and says so).
-_BUILDER_OPTIONS: dict[str, Any] = {
-    "dimension_names": None,
-    "drop_variables": frozenset(),
-    "legacy_grid": None,
-    "spatial_time": "dimension",
-    "decode_grid": True,
-    # Times stay Unix seconds with CF units: xarray decodes them when opening
-    # the Zarr view, giving what the backend gives.
-    "decode_unix_time": False,
-}
+def _array_node(gpath: str, var: VariableDescription) -> ArrayNode:
+    path = _join(gpath, var.name)
+    attrs = dict(var.attrs)
+    if isinstance(var.node, OmArray):
+        return ArrayNode(path, var.dims, attrs, om=var.node, lead=var.lead)
+    # Made from metadata or a scalar record: served from memory; chunk
+    # references point to the scalar record's value bytes when there is one.
+    scalar = var.node if isinstance(var.node, OmScalar) else None
+    return ArrayNode(path, var.dims, attrs, values=np.asarray(var.values), scalar=scalar)
 
 
-def _backend_groups(file: OmFile) -> list[tuple[str, list[OmNode], Any]]:
-    """``(zarr group path, node chain, builder)`` for the root and every group below it."""
-    import inspect
-
-    from .. import backend
-
-    label = file.source_name if not file.source_name.startswith("<") else None
-    layout = conventions.detect_layout(file.root, version=file.version, source_name=label)
-    params = inspect.signature(backend._Builder).parameters
-    options = {k: v for k, v in _BUILDER_OPTIONS.items() if k in params}
-    if "drop_variables" in options:
-        options["drop_variables"] = set()
-    out = []
-    for path, chain in backend._walk_groups([file.root], file.source_name):
-        builder = backend._Builder(
-            file,
-            chain,
-            layout=layout,
-            root_name=conventions.root_array_name(label),
-            **options,
-        )
-        out.append((path.strip("/"), chain, builder))
-    return out
-
-
-def _om_source(var: Any) -> tuple[OmArray, int] | None:
-    """(OM array, leading length-1 axes) behind a lazy backend variable, or None."""
-    from xarray.core import indexing
-
-    from ..backend import OmBackendArray
-
-    data = var._data
-    if isinstance(data, indexing.LazilyIndexedArray) and isinstance(data.array, OmBackendArray):
-        key = data.key.tuple
-        if all(isinstance(k, slice) and k == slice(None) for k in key):
-            return data.array.array, data.array.leading_axes
-    return None
-
-
-def _scalar_source(node: OmNode, values: np.ndarray) -> OmScalar | None:
-    """The coordinate scalar (valid_time, forecast_reference_time) ``values`` was made of."""
-    if values.size != 1 or values.dtype.kind not in "iuf":
-        return None
-    for c in node.children:
-        if (
-            isinstance(c, OmScalar)
-            and c.name in conventions.COORDINATE_SCALARS
-            and c.dtype == values.dtype
-            and c.value == values.reshape(-1)[0]
-        ):
-            return c
-    return None
-
-
-def _group_nodes(
-    gpath: str, chain: list[OmNode], builder: Any
-) -> tuple[GroupNode, list[ArrayNode]]:
-    variables, attrs, coord_names = builder.build()
-    try:
-        by_name = {e.name: e.node for e in builder._entries()}
-    except AttributeError:  # without it, eagerly read coordinates are served from memory
-        by_name = {}
-    arrays: list[ArrayNode] = []
-    for name, var in variables.items():
-        path = _join(gpath, name)
-        attrs_v = dict(var.attrs)
-        src = _om_source(var)
-        if src is not None:
-            arrays.append(ArrayNode(path, tuple(var.dims), attrs_v, om=src[0], lead=src[1]))
-            continue
-        values = np.asarray(var.values)
-        node = by_name.get(name)
-        if (
-            isinstance(node, OmArray)
-            and tuple(node.shape) == values.shape
-            and np.dtype(node.dtype) == values.dtype
-        ):
-            # A small coordinate the backend read eagerly: still served from the file.
-            arrays.append(ArrayNode(path, tuple(var.dims), attrs_v, om=node))
-        else:
-            scalar = _scalar_source(chain[-1], values)
-            arrays.append(ArrayNode(path, tuple(var.dims), attrs_v, values=values, scalar=scalar))
-    group_attrs = dict(attrs)
+def _group_nodes(group: GroupDescription) -> tuple[GroupNode, list[ArrayNode]]:
+    gpath = group.path.strip("/")
+    arrays = [_array_node(gpath, v) for v in group.variables.values()]
+    attrs = dict(group.attrs)
     # Coordinates that are not dimension coordinates (scalar times, 2-D lat/lon)
     # are marked the CF way; xarray's decoding pops this attribute again.
-    extra = sorted(n for n in coord_names if n in variables and variables[n].dims != (n,))
-    if extra:
-        group_attrs["coordinates"] = " ".join(extra)
-    return GroupNode(gpath, group_attrs), arrays
-
-
-def _plain_group_nodes(
-    gpath: str, chain: list[OmNode], file: OmFile
-) -> tuple[GroupNode, list[ArrayNode]]:
-    """Fallback when the backend cannot build a group (e.g. conflicting dimensions)."""
-    node = chain[-1]
-    layout = conventions.detect_layout(
-        file.root, version=file.version, source_name=file.source_name
+    extra = sorted(
+        n for n, v in group.variables.items() if n in group.coord_names and v.dims != (n,)
     )
-    anc = list(reversed(chain[:-1]))
-    pairs: list[tuple[OmArray, list[OmNode]]] = []
-    if isinstance(node, OmArray):
-        pairs.append((node, anc))
-        pairs += [(c, [node, *anc]) for c in node.children if isinstance(c, OmArray)]
-    else:
-        for c in node.children:
-            if isinstance(c, OmArray):
-                pairs.append((c, [node, *anc]))
-                pairs += [(g, [c, node, *anc]) for g in c.children if isinstance(g, OmArray)]
-    arrays: list[ArrayNode] = []
-    seen: set[str] = set()
-    for k, (arr, ancestors) in enumerate(pairs):
-        name = arr.name or (
-            conventions.root_array_name(file.source_name) if arr is file.root else f"unnamed_{k}"
-        )
-        if name in seen or "/" in name:
-            continue
-        seen.add(name)
-        dims, _ = conventions.dimension_names(arr, ancestors=ancestors, layout=layout)
-        attrs = conventions.variable_attrs(arr)
-        if conventions.is_unix_time_array(arr):
-            attrs.update(conventions.unix_time_attrs())
-        arrays.append(ArrayNode(_join(gpath, name), tuple(dims), attrs, om=arr))
-    gattrs = conventions.variable_attrs(node) if not isinstance(node, OmArray) else {}
-    return GroupNode(gpath, gattrs), arrays
-
-
-def _plain_groups(file: OmFile) -> list[tuple[str, list[OmNode]]]:
-    """(group path, node chain) of the root and every group below it (unique names)."""
-    out: list[tuple[str, list[OmNode]]] = []
-
-    def visit(chain: list[OmNode], path: str) -> None:
-        out.append((path, chain))
-        names: set[str] = set()
-        for c in chain[-1].children:
-            if isinstance(c, OmGroup):
-                name = c.name or f"unnamed_group_{len(names)}"
-                if name not in names and "/" not in name:
-                    names.add(name)
-                    visit([*chain, c], _join(path, name))
-
-    visit([file.root], "")
-    return out
+    listed = str(attrs.get("coordinates", "")).split()
+    listed += [n for n in extra if n not in listed]
+    if listed:
+        attrs["coordinates"] = " ".join(listed)
+    return GroupNode(gpath, attrs), arrays
 
 
 def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
     """The Zarr groups and arrays presenting ``file``.
 
-    The hierarchy is the one ``xr.open_datatree(p, engine="xarray_om")`` gives:
-    one Zarr group per OM group (the root is always a group; an array root's
-    variable sits in it), holding the variables the backend makes of that
-    group -- same names, dimension names, attributes (before CF decoding, so
-    xarray's decoding of the Zarr view gives the same result) and the
-    coordinates the backend derives from metadata (valid time, regular-grid
-    latitude/longitude), which the view serves from memory. Arrays read from
-    the file use the ``xarray_om.om`` codec and chunk keys map to OM chunks; the
-    OM ``scale_factor``/``add_offset`` are applied by the codec and never
-    become attributes. Non-dimension coordinates are listed in the group's
-    ``coordinates`` attribute.
+    The hierarchy is the one ``xr.open_datatree(p, engine="xarray_om")`` gives
+    (from :func:`~xarray_om.backend.describe_groups`): one Zarr group per OM
+    group (the root is always a group; an array root's variable sits in it),
+    holding the variables the backend makes of that group -- same names,
+    dimension names, attributes (before CF decoding, so xarray's decoding of
+    the Zarr view gives the same result) and the coordinates the backend
+    derives from metadata (valid time, regular-grid latitude/longitude), which
+    the view serves from memory. Arrays read from the file use the
+    ``xarray_om.om`` codec and chunk keys map to OM chunks; the OM
+    ``scale_factor``/``add_offset`` are applied by the codec and never become
+    attributes. Non-dimension coordinates are listed in the group's
+    ``coordinates`` attribute. A group whose dimension sizes the backend
+    rejects is still presented, named by the conventions alone (with a
+    warning).
     """
     root = file.root
     if not isinstance(root, (OmArray, OmGroup)):
@@ -307,32 +174,29 @@ def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
             "the root record is a scalar: the file holds no array or group to present",
             source=file.source_name,
         )
-    groups: list[GroupNode] = []
-    arrays: list[ArrayNode] = []
     try:
-        plan = _backend_groups(file)
-    except (TypeError, AttributeError, ImportError) as exc:  # backend internals changed
+        described = describe_groups(file, naming="auto")
+    except (TypeError, AttributeError) as exc:
+        # Only reachable if the backend itself is broken or patched
+        # (tests/test_zarr.py::test_view_survives_backend_internals_changing).
         warnings.warn(
             f"{file.source_name}: Zarr view built without the xarray backend's naming "
             f"rules ({exc!r})",
             RuntimeWarning,
             stacklevel=2,
         )
-        plan = [(path, chain, None) for path, chain in _plain_groups(file)]
-    for gpath, chain, builder in plan:
-        if builder is None:
-            g, a = _plain_group_nodes(gpath, chain, file)
-        else:
-            try:
-                g, a = _group_nodes(gpath, chain, builder)
-            except ValueError as exc:
-                warnings.warn(
-                    f"{file.source_name}: group {gpath or '/'!r} presented without the xarray "
-                    f"naming rules ({exc})",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                g, a = _plain_group_nodes(gpath, chain, file)
+        described = describe_groups(file, naming="conventions")
+    groups: list[GroupNode] = []
+    arrays: list[ArrayNode] = []
+    for group in described:
+        if group.problem is not None:
+            warnings.warn(
+                f"{file.source_name}: group {group.path!r} presented without the xarray "
+                f"naming rules ({group.problem})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        g, a = _group_nodes(group)
         groups.append(g)
         arrays.extend(a)
     return _drop_shadowed_groups(file, groups, arrays)
