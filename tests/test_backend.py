@@ -166,6 +166,11 @@ def test_alias_and_class_export():
     import xarray_om
 
     assert xarray_om.OmBackendEntrypoint is OmBackendEntrypoint
+    # the warning class, to filter it: warnings.simplefilter("ignore", xarray_om.EngineNameClashWarning)
+    from xarray_om.backend import EngineNameClashWarning
+
+    assert xarray_om.EngineNameClashWarning is EngineNameClashWarning
+    assert "EngineNameClashWarning" in xarray_om.__all__
     engines = xr.backends.list_engines()
     assert isinstance(engines["xarray_om"], OmBackendEntrypoint)
 

@@ -33,6 +33,7 @@ _LAZY = {
     "NodeRef": ".format.writer",
     "ArrayStream": ".format.writer",
     "OmBackendEntrypoint": ".backend",
+    "EngineNameClashWarning": ".backend",
     "OmStore": ".zarr.store",
     "OmChunkCodec": ".zarr.codec",
     "OmParser": ".zarr.manifest",
