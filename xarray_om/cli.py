@@ -303,10 +303,10 @@ def _render_node(node: dict[str, Any], depth: int, lines: list[str]) -> None:
                 f"{node['add_offset']:g} (stored = round((value + add_offset) * scale_factor))"
             )
         lines.append(comp)
-        ratio = "n/a" if node["ratio"] is None else f"{node['ratio']:.2f}x"
         lines.append(
             f"{inner}// size {human_size(node['raw_bytes'])} raw, "
-            f"{human_size(node['stored_bytes'])} stored, ratio {ratio}"
+            f"{human_size(node['stored_bytes'])} stored, "
+            f"ratio {_ratio(node['raw_bytes'], node['stored_bytes'])}"
         )
     else:  # an array whose record could not be read
         lines.append(f"{pad}array {label} {{")
@@ -329,7 +329,7 @@ def render_info(info: dict[str, Any]) -> str:
     ]
     _render_node(info["root"], 1, lines)
     lines.append("}")
-    ratio = "n/a" if info["ratio"] is None else f"{info['ratio']:.2f}x"
+    ratio = _ratio(info["raw_bytes"], info["stored_bytes"])
     lines.append(
         f"// {_plural(info['n_arrays'], 'array')}: {human_size(info['raw_bytes'])} raw, "
         f"{human_size(info['stored_bytes'])} in chunks (ratio {ratio}); file "
