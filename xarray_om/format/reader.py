@@ -442,6 +442,22 @@ def _unpicklable_specs() -> tuple[type, ...]:
     return (FileObjSpec,)
 
 
+def _take_buffer(nbytes: int) -> tuple[memoryview, np.ndarray | None]:
+    """(read buffer of at least ``nbytes``, token): the thread's own buffer for small
+    reads, a pooled one (token not None) for large ones."""
+    if nbytes <= THREAD_BUFFER_MAX:
+        return take_thread_buffer(nbytes), None
+    arr, token = READ_BUFFERS.take(nbytes)
+    return memoryview(arr), token
+
+
+def _give_buffer(buf: memoryview, token: np.ndarray | None) -> None:
+    if token is not None:
+        READ_BUFFERS.give(token)
+    else:  # the thread's buffer (an unpooled large one is too big to be kept)
+        give_thread_buffer(buf)
+
+
 # --------------------------------------------------------------------------- nodes
 
 
@@ -840,22 +856,13 @@ class OmArray(OmNode):
         a, b = ctx[1].chunk_range(idx)
         n = b - a
         pad = a & 63
-        need = pad + n
-        if need <= THREAD_BUFFER_MAX:
-            buf = take_thread_buffer(need)
-            token = None
-        else:
-            arr, token = READ_BUFFERS.take(need)
-            buf = memoryview(arr)
+        buf, token = _take_buffer(pad + n)
         try:
             core.source.read_range_into(a, b, buf, pad)
             target = np.empty(shape, dtype) if out is None else out
             _native.decode_box(ctx[3], target, start, count, idx, buf, pad, n, source=core.name)
         finally:
-            if token is None:
-                give_thread_buffer(buf)
-            else:
-                READ_BUFFERS.give(token)
+            _give_buffer(buf, token)
         return target
 
     def _read_ctx(self) -> tuple:
@@ -890,7 +897,7 @@ class OmArray(OmNode):
             plan = plan_reads(
                 starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
             )
-        sel = tuple([_native.index_run(s, c) for s, c in zip(start, count)])  # noqa: B905
+        sel = tuple([_native.index_run(s, c) for s, c in zip(start, count, strict=True)])
         target = np.empty(shape, dtype=ctx[4]) if out is None else out
         self._fetch_decode(ctx, plan, idx, sel, target.reshape(count))
         return target
@@ -905,13 +912,7 @@ class OmArray(OmNode):
     ) -> None:
         """Fetch the planned ranges and decode every chunk into ``target`` (one native call)."""
         core = ctx[0]
-        need = plan.nbytes
-        if need <= THREAD_BUFFER_MAX:
-            buf = take_thread_buffer(need)
-            token = None
-        else:
-            arr, token = READ_BUFFERS.take(need)
-            buf = memoryview(arr)
+        buf, token = _take_buffer(plan.nbytes)
         try:
             core.source.read_into(plan.read_starts, plan.read_stops, buf, plan.read_pos)
             _native.decode_select(
@@ -925,10 +926,7 @@ class OmArray(OmNode):
                 source=core.name,
             )
         finally:
-            if token is None:
-                give_thread_buffer(buf)
-            else:
-                READ_BUFFERS.give(token)
+            _give_buffer(buf, token)
 
     def _read_general(self, ctx: tuple, key: Any, out: np.ndarray | None) -> np.ndarray:
         """Any key: outer selection through index arrays."""
