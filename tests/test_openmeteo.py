@@ -433,6 +433,18 @@ def test_projected_grids_without_pyproj(domain, monkeypatch):
         grids.grid_coordinates(wkt, ny, nx, use_pyproj=True)
 
 
+def test_incomplete_wkt_gives_no_partial_cf_mapping():
+    # Without the origin latitude the CF mapping cannot be complete: keep only crs_wkt.
+    wkt = UKV_WKT.replace('        PARAMETER["Latitude of natural origin", 54.9],\n', "")
+    assert wkt != UKV_WKT
+    g = grids.grid_coordinates(wkt, 100, 100, use_pyproj=False)
+    name, attrs = g.grid_mapping
+    assert name == "crs"
+    assert attrs == {"crs_wkt": attrs["crs_wkt"], "earth_radius": 6371229.0}
+    assert grids.parse_wkt(attrs["crs_wkt"]) == grids.parse_wkt(wkt)
+    assert g.notes == ["no x/y coordinates: 'latitude of natural origin'"]
+
+
 def test_rotated_pole_cf_parameters():
     attrs = grids.grid_coordinates(HRDPS_WKT, 1290, 2540, use_pyproj=False).grid_mapping[1]
     # PROJ ob_tran lon_0 = 180 + grid_north_pole_longitude

@@ -501,7 +501,10 @@ def _cf_mapping(crs: _Crs, wkt: str) -> dict[str, Any]:
                 p, "false northing", "northing at false origin", default=0.0
             )
     except KeyError:
-        pass
+        # A parameter the CF mapping needs is missing from the WKT: a
+        # grid_mapping_name with partial parameters would make CF readers
+        # assume defaults (wrong grids); crs_wkt alone still describes the CRS.
+        return {k: attrs[k] for k in ("crs_wkt", "earth_radius") if k in attrs}
     return attrs
 
 
