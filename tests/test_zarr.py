@@ -582,21 +582,6 @@ def test_variable_shadows_same_named_group(tmp_path: Path) -> None:
     xr.testing.assert_identical(xr.open_zarr(store).load(), open_backend(p).load())
 
 
-def test_view_survives_backend_internals_changing(monkeypatch) -> None:
-    from xarray_om import backend
-
-    def broken(*args, **kwargs):
-        raise TypeError("unexpected keyword argument")
-
-    monkeypatch.setattr(backend, "_Builder", broken)
-    with pytest.warns(RuntimeWarning, match="without the xarray backend's naming rules"):
-        g = zarr.open_group(OmStore(FIXTURES / "hierarchy.om"), mode="r")
-    np.testing.assert_array_equal(
-        g["temperature_2m"][...], np.load(FIXTURES / "hierarchy.temperature_2m.npy")
-    )
-    assert g["temperature_2m"].metadata.dimension_names == ("lat", "lon", "time")
-
-
 def test_not_an_om_file(tmp_path: Path) -> None:
     p = tmp_path / "x.om"
     p.write_bytes(b"hello world, not an OM file" * 3)

@@ -174,18 +174,7 @@ def zarr_nodes(file: OmFile) -> tuple[list[GroupNode], list[ArrayNode]]:
             "the root record is a scalar: the file holds no array or group to present",
             source=file.source_name,
         )
-    try:
-        described = describe_groups(file, naming="auto")
-    except (TypeError, AttributeError) as exc:
-        # Only reachable if the backend itself is broken or patched
-        # (tests/test_zarr.py::test_view_survives_backend_internals_changing).
-        warnings.warn(
-            f"{file.source_name}: Zarr view built without the xarray backend's naming "
-            f"rules ({exc!r})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        described = describe_groups(file, naming="conventions")
+    described = describe_groups(file, naming="auto")
     groups: list[GroupNode] = []
     arrays: list[ArrayNode] = []
     for group in described:
