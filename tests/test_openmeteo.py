@@ -597,6 +597,23 @@ def test_data_layout_start_end_selects_chunk_files(data_bucket):
         open_openmeteo(root, "icon_mini", "temperature_2m", start="2024-01-03", end="2024-01-02")
 
 
+def test_failed_open_closes_the_files_it_opened(data_bucket, monkeypatch):
+    from xarray_om.openmeteo import api
+
+    root, _ = data_bucket
+    closed = []
+    real_close = api.OpenFiles.close
+    monkeypatch.setattr(api.OpenFiles, "close", lambda self: closed.append(real_close(self)))
+
+    def broken_open_dataset(*args, **kwargs):
+        raise RuntimeError("xarray failed")
+
+    monkeypatch.setattr(api.xr, "open_dataset", broken_open_dataset)
+    with pytest.raises(RuntimeError, match="xarray failed"):
+        open_openmeteo(root, "icon_mini", "temperature_2m")
+    assert len(closed) == 1
+
+
 def test_data_layout_dask_chunks_one_per_file(data_bucket):
     root, files = data_bucket
     ds = open_openmeteo(root, "icon_mini", "temperature_2m", start="2024-01-01T12:00", chunks={})

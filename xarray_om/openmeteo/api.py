@@ -129,7 +129,7 @@ def open_openmeteo(
             built = spatial.build(files, req, run, realm)
         else:
             built = run_layout.build(files, req, run)
+        return xr.open_dataset(built, engine=BuiltEntrypoint, chunks=chunks)
     except BaseException:
         files.close()  # the probe files opened so far
         raise
-    return xr.open_dataset(built, engine=BuiltEntrypoint, chunks=chunks)
