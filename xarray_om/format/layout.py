@@ -188,15 +188,15 @@ class Grid:
     __slots__ = ("chunks", "dims", "grid", "n_chunks", "strides")
 
     def __init__(self, dims: Sequence[int], chunks: Sequence[int]) -> None:
-        self.dims = tuple(int(d) for d in dims)
-        self.chunks = tuple(int(c) for c in chunks)
-        self.grid = tuple(-(-d // c) for d, c in zip(self.dims, self.chunks, strict=True))
-        self.n_chunks = _prod(self.grid)
+        self.dims = tuple([int(d) for d in dims])
+        self.chunks = tuple([int(c) for c in chunks])
+        self.grid = tuple([-(-d // c) for d, c in zip(self.dims, self.chunks, strict=True)])
         strides = []
         s = 1
         for n in reversed(self.grid):
             strides.append(s)
             s *= n
+        self.n_chunks = s
         self.strides = tuple(reversed(strides))
 
     def chunk_index(self, coords: Sequence[int]) -> int:

@@ -49,7 +49,7 @@ from .records import (
     parse_record,
     parse_trailer,
 )
-from .source import Source, SourceSpec, open_source
+from .source import FileObjSpec, Source, SourceSpec, open_source
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "OmArray", "OmFile", "OmGroup", "OmNode", "OmScalar"]
 
@@ -313,7 +313,7 @@ class OmFile:
         self._closed = False
         self._root: OmNode | None = None
         self._n_nodes = 0
-        if not isinstance(src.spec, _unpicklable_specs()):
+        if not isinstance(src.spec, FileObjSpec):
             _register(core)
 
     @classmethod
@@ -434,12 +434,6 @@ class OmFile:
 
     def __repr__(self) -> str:
         return f"<OmFile {self.source_name!r} v{self.version} size={self.size}>"
-
-
-def _unpicklable_specs() -> tuple[type, ...]:
-    from .source import FileObjSpec
-
-    return (FileObjSpec,)
 
 
 def _take_buffer(nbytes: int) -> tuple[memoryview, np.ndarray | None]:
