@@ -708,8 +708,9 @@ def _encode(
     check: bool,
     on_clamp: str,
     compact: bool = False,
+    var_name: str = "",
 ) -> tuple:
-    """(encoded bytes, chunk lengths, values out of range) of one block.
+    """(encoded bytes, chunk lengths, values out of range) of one block of ``var_name``.
 
     ``compact`` copies the bytes out of encode_block's worst-case-sized buffer
     (for results that wait on a worker and travel to the client); on threads
@@ -721,7 +722,8 @@ def _encode(
         n_bad = count_out_of_range(block, codec.compression, codec.scale_factor, codec.add_offset)
         if n_bad and on_clamp == "raise":
             raise OmEncodingError(
-                f"{n_bad} value(s) in the block at {tuple(start)} cannot be stored with "
+                f"variable {var_name!r}: {n_bad} value(s) in the block at {tuple(start)} "
+                "cannot be stored with "
                 f"{COMPRESSION_NAMES[codec.compression]} (scale_factor={codec.scale_factor}, "
                 f"add_offset={codec.add_offset}); they would read back as NaN or clamped"
             )
@@ -737,12 +739,13 @@ def _encode_dask_block(
     check: bool,
     on_clamp: str,
     compact: bool,
+    var_name: str,
     block_info: Any = None,
 ) -> np.ndarray:
     """map_blocks body: encode one block; returns a 1-element object array."""
     start = [s for s, _ in block_info[0]["array-location"]]
     out = np.empty((1,) * block.ndim, dtype=object)
-    out.flat[0] = _encode(codec, block, start, check, on_clamp, compact)
+    out.flat[0] = _encode(codec, block, start, check, on_clamp, compact, var_name)
     return out
 
 
@@ -827,6 +830,7 @@ def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, compact: bool) -> l
                 check=v.check_clamp,
                 on_clamp=on_clamp,
                 compact=compact,
+                var_name=v.name,
                 dtype=object,
                 chunks=tuple((1,) * len(c) for c in x.chunks),
                 meta=np.empty((0,) * x.ndim, dtype=object),
@@ -900,7 +904,8 @@ def _run_job(job: _Job, plan: _Plan, on_clamp: str) -> list:
         return list(dask.compute(*job.blocks, scheduler="sync"))
     v = plan.variables[job.var]
     assert v.codec is not None
-    return [_encode(v.codec, _load(v.data, job.slices), job.start, v.check_clamp, on_clamp)]
+    block = _load(v.data, job.slices)
+    return [_encode(v.codec, block, job.start, v.check_clamp, on_clamp, var_name=v.name)]
 
 
 def _unwrap(result: Any) -> tuple:
