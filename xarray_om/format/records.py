@@ -7,6 +7,7 @@ sections 2, 3 and 9). No I/O happens here; callers fetch the bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,12 +151,24 @@ def _decode_name(raw: bytes) -> str:
         return ""
 
 
-def _children(buf: bytes, start: int, count: int) -> tuple[tuple[int, int], ...]:
+def _children(
+    buf: bytes,
+    start: int,
+    count: int,
+    file_size: int | None,
+    bad: Callable[[str], OmFormatError],
+) -> tuple[tuple[int, int], ...]:
+    """``(offset, size)`` of each child, checked to lie inside the file when its size is known."""
     if count == 0:
         return ()
     sizes = np.frombuffer(buf, "<u8", count, start)
     offsets = np.frombuffer(buf, "<u8", count, start + 8 * count)
-    return tuple(zip(offsets.tolist(), sizes.tolist(), strict=True))
+    children = tuple(zip(offsets.tolist(), sizes.tolist(), strict=True))
+    if file_size is not None:
+        for off, sz in children:
+            if off > file_size or sz > file_size - off:
+                raise bad(f"child record [{off}, +{sz}) lies outside the file")
+    return children
 
 
 def parse_record(
@@ -174,58 +187,73 @@ def parse_record(
 
     if size < 8:
         raise bad("record is shorter than its 8-byte prefix")
-    data_type, compression, name_len, child_count = struct.unpack_from("<BBHI", buf, 0)
+    data_type = buf[0]
     if data_type > 21:
         raise bad(f"unknown data type {data_type}")
     if data_type in ARRAY_DTYPES:
-        if size < 40:
-            raise bad("array record is shorter than 40 bytes")
-        lut_size, lut_offset, dim_count = struct.unpack_from("<QQQ", buf, 8)
-        scale_factor, add_offset = struct.unpack_from("<ff", buf, 32)
-        if dim_count == 0:
-            raise bad("array has zero dimensions")
-        if dim_count > MAX_DIMS:
-            raise bad(f"array has {dim_count} dimensions (limit {MAX_DIMS})")
-        need = 40 + 16 * child_count + 16 * dim_count + name_len
-        if need > size:
-            raise bad(f"array record needs {need} bytes")
-        if compression not in COMPRESSION_NAMES:
-            raise bad(f"invalid compression {compression} for an array")
-        if not valid_pair(data_type, compression):
-            raise bad(
-                f"compression {COMPRESSION_NAMES[compression]} is not valid for "
-                f"{ARRAY_DTYPES[data_type]} arrays"
-            )
-        p = 40 + 16 * child_count
-        dims = tuple(np.frombuffer(buf, "<u8", dim_count, p).tolist())
-        chunks = tuple(np.frombuffer(buf, "<u8", dim_count, p + 8 * dim_count).tolist())
-        for i, (d, c) in enumerate(zip(dims, chunks, strict=True)):
-            if d < 1:
-                raise bad(f"dimension {i} has length {d}")
-            if not 1 <= c <= d:
-                raise bad(f"chunk length {c} of dimension {i} is outside 1..{d}")
-        n_chunks = 1
-        for d, c in zip(dims, chunks, strict=True):
-            n_chunks *= -(-d // c)
-        if n_chunks >= 2**62:
-            raise bad("chunk count overflows 64 bits")
-        if file_size is not None and (lut_offset > file_size or lut_size > file_size - lut_offset):
-            raise bad(f"look-up table [{lut_offset}, +{lut_size}) lies outside the file")
-        name = _decode_name(bytes(buf[p + 16 * dim_count : p + 16 * dim_count + name_len]))
-        return Record(
-            offset=offset,
-            size=size,
-            data_type=data_type,
-            compression=compression,
-            name=name,
-            children=_check_children(_children(buf, 40, child_count), file_size, bad),
-            lut_size=lut_size,
-            lut_offset=lut_offset,
-            scale_factor=float(scale_factor),
-            add_offset=float(add_offset),
-            dims=dims,
-            chunks=chunks,
+        return _parse_array_record(buf, offset, file_size, bad)
+    return _parse_scalar_record(buf, offset, file_size, bad)
+
+
+def _parse_array_record(
+    buf: bytes, offset: int, file_size: int | None, bad: Callable[[str], OmFormatError]
+) -> Record:
+    size = len(buf)
+    data_type, compression, name_len, child_count = struct.unpack_from("<BBHI", buf, 0)
+    if size < 40:
+        raise bad("array record is shorter than 40 bytes")
+    lut_size, lut_offset, dim_count = struct.unpack_from("<QQQ", buf, 8)
+    scale_factor, add_offset = struct.unpack_from("<ff", buf, 32)
+    if dim_count == 0:
+        raise bad("array has zero dimensions")
+    if dim_count > MAX_DIMS:
+        raise bad(f"array has {dim_count} dimensions (limit {MAX_DIMS})")
+    need = 40 + 16 * child_count + 16 * dim_count + name_len
+    if need > size:
+        raise bad(f"array record needs {need} bytes")
+    if compression not in COMPRESSION_NAMES:
+        raise bad(f"invalid compression {compression} for an array")
+    if not valid_pair(data_type, compression):
+        raise bad(
+            f"compression {COMPRESSION_NAMES[compression]} is not valid for "
+            f"{ARRAY_DTYPES[data_type]} arrays"
         )
+    p = 40 + 16 * child_count
+    dims = tuple(np.frombuffer(buf, "<u8", dim_count, p).tolist())
+    chunks = tuple(np.frombuffer(buf, "<u8", dim_count, p + 8 * dim_count).tolist())
+    n_chunks = 1
+    for i, (d, c) in enumerate(zip(dims, chunks, strict=True)):
+        if d < 1:
+            raise bad(f"dimension {i} has length {d}")
+        if not 1 <= c <= d:
+            raise bad(f"chunk length {c} of dimension {i} is outside 1..{d}")
+        n_chunks *= -(-d // c)
+    if n_chunks >= 2**62:
+        raise bad("chunk count overflows 64 bits")
+    if file_size is not None and (lut_offset > file_size or lut_size > file_size - lut_offset):
+        raise bad(f"look-up table [{lut_offset}, +{lut_size}) lies outside the file")
+    name = _decode_name(bytes(buf[p + 16 * dim_count : p + 16 * dim_count + name_len]))
+    return Record(
+        offset=offset,
+        size=size,
+        data_type=data_type,
+        compression=compression,
+        name=name,
+        children=_children(buf, 40, child_count, file_size, bad),
+        lut_size=lut_size,
+        lut_offset=lut_offset,
+        scale_factor=float(scale_factor),
+        add_offset=float(add_offset),
+        dims=dims,
+        chunks=chunks,
+    )
+
+
+def _parse_scalar_record(
+    buf: bytes, offset: int, file_size: int | None, bad: Callable[[str], OmFormatError]
+) -> Record:
+    size = len(buf)
+    data_type, compression, name_len, child_count = struct.unpack_from("<BBHI", buf, 0)
     if data_type == 22:
         raise bad("string arrays (type 22) are not part of the format")
     p = 8 + 16 * child_count
@@ -256,17 +284,9 @@ def parse_record(
         data_type=data_type,
         compression=compression,
         name=name,
-        children=_check_children(_children(buf, 8, child_count), file_size, bad),
+        children=_children(buf, 8, child_count, file_size, bad),
         value=value,
     )
-
-
-def _check_children(children, file_size, bad):
-    if file_size is not None:
-        for off, sz in children:
-            if off > file_size or sz > file_size - off:
-                raise bad(f"child record [{off}, +{sz}) lies outside the file")
-    return children
 
 
 def _pack_children(children: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> bytes:
