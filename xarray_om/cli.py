@@ -765,8 +765,6 @@ def _chunk_plan(ds: Any, items: Sequence[str] | None) -> dict[str, tuple[int, ..
 
 def om_encoding(ds: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The ``to_om`` encoding the command-line options ask for."""
-    from .format.records import COMPRESSION_IDS
-
     enc: dict[str, dict[str, Any]] = {}
     floats = _float_data_vars(ds)
     for opt, key, parse in (
