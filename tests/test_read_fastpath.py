@@ -1,7 +1,8 @@
 """The fast read paths of OmArray.read: keys made only of ints and step-1 slices.
 
-Every fast path (one chunk: ``Source.read_range_into`` + ``_native.decode_box``;
-several chunks: ``Grid.box_chunks`` / ``Grid.box_run`` + ``plan_run``) must give
+Every fast path (one chunk or one run of consecutive chunks: ``Lut.chunk_range`` /
+``Lut.run_entries`` + ``Source.read_range_into`` + ``_native.decode_box``; other
+boxes: ``Grid.box_chunks`` + ``plan_reads``/``plan_run``) must give
 exactly what the general path (``normalize_key`` + index arrays) gives, raise
 the same errors, and stay thread-safe (per-thread buffers and argument arrays).
 """
@@ -160,23 +161,37 @@ def _has_list(key) -> bool:
 
 
 def test_fast_path_is_taken(om_file, monkeypatch):
-    """Box keys never build index arrays; one chunk means one pread and no decode_select."""
+    """Box keys never build index arrays; one chunk or one run of chunks (one byte
+    range) is one read_range_into + one decode_box; other boxes use read_into +
+    decode_select (one each)."""
     path, ref = om_file
     calls = []
+
+    def spy(mod, name):
+        orig = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, **k: calls.append(name) or orig(*a, **k))
+
     monkeypatch.setattr(
-        "xarray_om.format.reader.normalize_key", lambda *a: calls.append(a) or normalize_key(*a)
+        "xarray_om.format.reader.normalize_key",
+        lambda *a: calls.append("normalize_key") or normalize_key(*a),
     )
-    orig_select = _native.decode_select
-    monkeypatch.setattr(
-        _native, "decode_select", lambda *a, **k: calls.append(a) or orig_select(*a, **k)
-    )
+    spy(_native, "decode_select")
+    spy(_native, "decode_box")
     with OmFile(path) as f:
+        spy(type(f.source), "read_into")
+        spy(type(f.source), "read_range_into")
         a = f["f32"]
         np.testing.assert_array_equal(a[3, 2, 0:7], ref["f32"][3, 2, 0:7])  # one chunk
-        np.testing.assert_array_equal(a[..., 5], ref["f32"][..., 5])
-        assert len(calls) == 1  # only the multi-chunk read, through decode_select
+        assert calls == ["read_range_into", "decode_box"]
+        calls.clear()
+        np.testing.assert_array_equal(a[3, 2, :], ref["f32"][3, 2, :])  # a run of 5 chunks
+        assert calls == ["read_range_into", "decode_box"]
+        calls.clear()
+        np.testing.assert_array_equal(a[..., 5], ref["f32"][..., 5])  # scattered chunks
+        assert calls == ["read_into", "decode_select"]
+        calls.clear()
         np.testing.assert_array_equal(a[::2, 0, 0], ref["f32"][::2, 0, 0])  # general path
-        assert len(calls) == 3
+        assert calls == ["normalize_key", "read_into", "decode_select"]
 
 
 def test_box_key_agrees_with_normalize_key():
