@@ -314,10 +314,13 @@ def test_int16_clamp_warns_or_raises(tmp_path):
     with pytest.warns(OmClampWarning, match="2 value"):
         ds.om.to_om(p, encoding={"v": {"scale_factor": 20}})
     old = p.read_bytes()
-    with pytest.raises(OmEncodingError, match=r"variable 'v': 2 value\(s\) .* cannot be stored"):
+    msg = (
+        r"variable 'v', block at \(0, 0\): 2 value\(s\) cannot be stored with pfor_delta_2d_int16 "
+    )
+    with pytest.raises(OmEncodingError, match=msg):
         ds.om.to_om(p, encoding={"v": {"scale_factor": 21}}, on_clamp="raise")
     assert p.read_bytes() == old
-    with pytest.raises(OmEncodingError, match=r"variable 'v': 2 value\(s\) .* cannot be stored"):
+    with pytest.raises(OmEncodingError, match=msg):
         ds.chunk({"b": 2}).om.to_om(p, encoding={"v": {"scale_factor": 21}}, on_clamp="raise")
     assert p.read_bytes() == old
     with warnings.catch_warnings():

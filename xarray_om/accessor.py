@@ -119,7 +119,6 @@ from . import conventions as conv
 from .errors import OmEncodingError
 from .format.records import (
     COMPRESSION_IDS,
-    COMPRESSION_NAMES,
     array_type_for,
     uses_scale,
     valid_pair,
@@ -129,6 +128,7 @@ from .format.writer import (
     OmWriter,
     array_codec,
     block_dimension,
+    clamp_message,
     count_out_of_range,
     plan_blocks,
     resolve_compression,
@@ -722,10 +722,8 @@ def _encode(
         n_bad = count_out_of_range(block, codec.compression, codec.scale_factor, codec.add_offset)
         if n_bad and on_clamp == "raise":
             raise OmEncodingError(
-                f"variable {var_name!r}: {n_bad} value(s) in the block at {tuple(start)} "
-                "cannot be stored with "
-                f"{COMPRESSION_NAMES[codec.compression]} (scale_factor={codec.scale_factor}, "
-                f"add_offset={codec.add_offset}); they would read back as NaN or clamped"
+                f"variable {var_name!r}, block at {tuple(start)}: "
+                + clamp_message(n_bad, codec.compression, codec.scale_factor, codec.add_offset)
             )
     data, lengths = _native.encode_block(codec, block, start)
     if compact:
@@ -1126,10 +1124,8 @@ def _write_records(w: OmWriter, plan: _Plan, jobs: list[_Job], results: Iterator
         refs.append(stream.finish(name=v.name, children=kids))
         if n_bad:
             warnings.warn(
-                f"{w.name}: variable {v.name!r}: {n_bad} value(s) cannot be stored with "
-                f"{COMPRESSION_NAMES[codec.compression]} (scale_factor={codec.scale_factor}, "
-                f"add_offset={codec.add_offset}): they read back as NaN or clamped; use a smaller "
-                "scale_factor, another add_offset, or fpx_xor_2d (lossless)",
+                f"{w.name}: variable {v.name!r}: "
+                + clamp_message(n_bad, codec.compression, codec.scale_factor, codec.add_offset),
                 OmClampWarning,
                 stacklevel=4,
             )

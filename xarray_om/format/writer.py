@@ -60,6 +60,7 @@ __all__ = [
     "OmWriter",
     "array_codec",
     "block_dimension",
+    "clamp_message",
     "count_out_of_range",
     "plan_blocks",
     "resolve_compression",
@@ -282,7 +283,21 @@ def count_out_of_range(
     return total
 
 
-def _clamp_message(n: int, compression: int, scale_factor: float, add_offset: float) -> str:
+def clamp_message(n: int, compression: int, scale_factor: float, add_offset: float) -> str:
+    """What :class:`OmClampWarning` / ``on_clamp="raise"`` say about ``n`` unstorable values.
+
+    Parameters
+    ----------
+    n
+        Number of values (:func:`count_out_of_range`).
+    compression, scale_factor, add_offset
+        The array's compression id and OM scaling.
+
+    Returns
+    -------
+    str
+        The count, the encoding, what happens to such values and how to avoid it.
+    """
     what = (
         "read back as NaN or are clamped"
         if compression != COMPRESSION_IDS["pfor_delta_2d"]
@@ -478,7 +493,7 @@ class ArrayStream:
         n = count_out_of_range(block, c.compression, c.scale_factor, c.add_offset)
         if n and self.on_clamp == "raise":
             raise OmEncodingError(
-                _clamp_message(n, c.compression, c.scale_factor, c.add_offset),
+                clamp_message(n, c.compression, c.scale_factor, c.add_offset),
                 source=self._writer.name,
             )
         return n
@@ -573,7 +588,7 @@ class ArrayStream:
         if self.clamped and self.on_clamp == "warn":
             warnings.warn(
                 f"{w.name}: array {raw_name!r}: "
-                + _clamp_message(self.clamped, c.compression, c.scale_factor, c.add_offset),
+                + clamp_message(self.clamped, c.compression, c.scale_factor, c.add_offset),
                 OmClampWarning,
                 stacklevel=3,
             )
@@ -839,7 +854,7 @@ class OmWriter:
                 )
             if bad:
                 raise OmEncodingError(
-                    _clamp_message(bad, codec.compression, codec.scale_factor, codec.add_offset),
+                    clamp_message(bad, codec.compression, codec.scale_factor, codec.add_offset),
                     source=self.name,
                 )
             check = False
