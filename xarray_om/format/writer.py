@@ -844,14 +844,7 @@ class OmWriter:
         max_elems = max(1, block_bytes // codec.dtype.itemsize)
         check = on_clamp != "ignore" and uses_scale(codec.dtype, codec.compression)
         if check and on_clamp == "raise":
-            bad = 0
-            for _start, sl in plan_blocks(codec.dims, codec.chunks, max_elems):
-                bad += count_out_of_range(
-                    _load(data, sl, codec.dtype),
-                    codec.compression,
-                    codec.scale_factor,
-                    codec.add_offset,
-                )
+            bad = _count_all_out_of_range(data, codec, max_elems)
             if bad:
                 raise OmEncodingError(
                     clamp_message(bad, codec.compression, codec.scale_factor, codec.add_offset),
@@ -999,6 +992,16 @@ class OmWriter:
         if self._state == "open":
             self._state = "aborted"
             self._sink.discard()
+
+
+def _count_all_out_of_range(data: Any, codec: _native.ArrayCodec, max_elements: int) -> int:
+    # on_clamp="raise" must fail before any byte of the array is written: one pass first.
+    return sum(
+        count_out_of_range(
+            _load(data, sl, codec.dtype), codec.compression, codec.scale_factor, codec.add_offset
+        )
+        for _start, sl in plan_blocks(codec.dims, codec.chunks, max_elements)
+    )
 
 
 def _load(data: Any, sl: tuple[slice, ...], dtype: np.dtype) -> np.ndarray:
