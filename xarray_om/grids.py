@@ -535,6 +535,7 @@ def grid_coordinates(
     ny, nx = int(ny), int(nx)
     crs = _describe(crs_wkt)
     wkt = format_wkt(crs.tree) if crs.tree is not None else None
+    mapping = (GRID_MAPPING_NAME, _cf_mapping(crs, wkt)) if wkt else None
     if crs.kind == "regular":
         grid = conv.regular_grid_coordinates(crs_wkt, ny, nx)
         if grid is not None:
@@ -543,12 +544,10 @@ def grid_coordinates(
                 "latitude": (("latitude",), lat, dict(conv.LATITUDE_ATTRS)),
                 "longitude": (("longitude",), lon, dict(conv.LONGITUDE_ATTRS)),
             }
-            mapping = (GRID_MAPPING_NAME, _cf_mapping(crs, wkt)) if wkt else None
             return GridCoords("regular", ("latitude", "longitude"), coords, mapping)
     notes: list[str] = []
     if crs.tree is None and isinstance(crs_wkt, str) and crs_wkt.strip():
         notes.append(f"crs_wkt is not valid WKT, the grid has no coordinates: {crs_wkt[:60]!r}")
-    mapping = (GRID_MAPPING_NAME, _cf_mapping(crs, wkt)) if wkt else None
     if crs.kind not in ("rotated", "projected") or crs.bbox is None:
         if crs.kind == "gaussian":
             notes.append("reduced Gaussian grid: no per-point coordinates are derived")
