@@ -18,7 +18,6 @@ from _padding import FPX, PFOR, block_modes, lut_padding_bits, mask_bytes, paddi
 from _refbytes import VALID_PAIRS, read_om, write_ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from xarray_om._om_native import ffi, lib
 
 from xarray_om._native import (
     ArrayCodec,
@@ -28,6 +27,7 @@ from xarray_om._native import (
     encode_chunk,
     encode_lut,
 )
+from xarray_om._om_native import ffi, lib
 from xarray_om.errors import OmEncodingError
 from xarray_om.format.records import array_type_for, encode_array_record, encode_trailer
 
