@@ -140,6 +140,28 @@ def test_threads_random_reads_one_file(om_file, kind: str) -> None:
     assert not errors, errors[:5]
 
 
+def test_threads_random_reads_s3(om_file, s3) -> None:
+    """The same over S3 (s3fs: one event loop thread shared by all reader threads)."""
+    path, ref = om_file
+    url = s3.url("conc.om")
+    s3.fs.pipe(url, path.read_bytes())
+    names = sorted(ref)
+    errors: list[str] = []
+    with OmFile(url, storage_options=s3.storage_options) as f:
+
+        def work(i: int) -> None:
+            rng = np.random.default_rng(2000 + i)
+            for _ in range(ROUNDS // 5):
+                n = names[int(rng.integers(len(names)))]
+                key = _random_key(rng, ref[n].shape)
+                got = f[n][key]
+                if not np.array_equal(got, _expected(ref[n], key), equal_nan=True):
+                    errors.append(f"s3 {n}{key}: thread {i} read wrong values")
+
+        _hammer(work, threads=8)
+    assert not errors, errors[:5]
+
+
 def test_threads_first_touch_of_caches(om_file) -> None:
     """Every thread's first read is the file's first read: records and LUT groups
     are loaded concurrently, many times over."""
