@@ -59,7 +59,9 @@ class Store:
         """
         try:
             entries = self.fs.ls(path, detail=False)
-        except Exception:  # missing, or not listable (HTTP servers without index pages, ...)
+        except (FileNotFoundError, NotImplementedError):
+            # Missing, or a filesystem that cannot list (HTTP without index pages).
+            # Anything else (permissions, network) is a real error and propagates.
             return None
         names = [posixpath.basename(str(e).rstrip("/")) for e in entries]
         names = [n for n in names if n]
@@ -70,7 +72,7 @@ class Store:
     def _isdir(self, path: str) -> bool:
         try:
             return bool(self.fs.isdir(path))
-        except Exception:
+        except (FileNotFoundError, NotImplementedError):
             return False
 
     def read_json(self, path: str) -> dict | None:
