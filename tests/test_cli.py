@@ -223,8 +223,10 @@ def test_verify_small_read_budget_same_result(
     data[lut[17] : lut[18]] = b"\xff" * (lut[18] - lut[17])
     bad = tmp_path / "bad.om"
     bad.write_bytes(bytes(data))
-    monkeypatch.setattr(cli, "_VERIFY_BATCH", 5)
-    monkeypatch.setattr(cli, "_VERIFY_BATCH_BYTES", 300)
+    from xarray_om.cli import verify
+
+    monkeypatch.setattr(verify, "_VERIFY_BATCH", 5)
+    monkeypatch.setattr(verify, "_VERIFY_BATCH_BYTES", 300)
     (rep,) = cli.verify_file(str(bad))["arrays"]
     assert [(p.first, p.byte_range) for p in rep.problems] == [(17, (lut[17], lut[18]))]
     assert rep.stored_bytes == lut[-1] - lut[0]

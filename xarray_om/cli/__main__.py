@@ -1,0 +1,7 @@
+"""``python -m xarray_om.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
