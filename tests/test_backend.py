@@ -724,6 +724,109 @@ def test_cf_options(tmp_path):
         assert type(ds["time"].values[0]).__module__.startswith("cftime")
 
 
+def _open_general_way(monkeypatch, path, **kw):
+    """Open with the fast paths off: xarray's CF decoding and Dataset constructor."""
+    from xarray_om import backend
+
+    general = backend._dataset
+    with monkeypatch.context() as m:
+        m.setattr(backend, "_nothing_to_decode", lambda *a: False)
+        m.setattr(backend, "_dataset", lambda v, c, a: general(v, c, a, direct=False))
+        return backend.OmBackendEntrypoint().open_groups_as_dict(path, **kw)
+
+
+def _assert_same_datasets(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        x, y = a[key], b[key]
+        xr.testing.assert_identical(x, y)
+        assert list(x.variables) == list(y.variables)
+        assert list(x.data_vars) == list(y.data_vars)
+        assert dict(x.sizes) == dict(y.sizes) and list(x.dims) == list(y.dims)
+        assert list(x.xindexes) == list(y.xindexes)
+        for name in x.variables:
+            vx, vy = x.variables[name], y.variables[name]
+            assert vx.encoding == vy.encoding, name
+            assert type(vx) is type(vy) and type(vx._data) is type(vy._data), name
+
+
+OPENABLE_FIXTURES = sorted({a[0] for a in MANIFEST_ARRAYS})
+
+
+@pytest.mark.parametrize("fname", OPENABLE_FIXTURES)
+def test_fast_open_path_equals_cf_decoding_and_dataset_init(fname, monkeypatch):
+    # The open fast paths (no CF decoding when nothing is CF-encoded, Dataset
+    # built without merge/alignment) must give exactly what xarray's way gives.
+    from xarray_om import backend
+
+    calls = []
+    real = backend._nothing_to_decode
+    monkeypatch.setattr(
+        backend, "_nothing_to_decode", lambda *a: calls.append(real(*a)) or real(*a)
+    )
+    fast = ENGINE().open_groups_as_dict(FIXTURES / fname)
+    monkeypatch.undo()
+    assert calls and any(calls)  # the fast decode path was taken
+    _assert_same_datasets(fast, _open_general_way(monkeypatch, FIXTURES / fname))
+    for ds in fast.values():
+        ds.close()
+
+
+def test_fast_open_path_equals_general_with_cf_attributes(tmp_path, monkeypatch):
+    path = tmp_path / "cf.om"
+    _cf_file(path)
+    for kw in (
+        {},
+        {"mask_and_scale": False},
+        {"decode_times": False},
+        {"decode_timedelta": True},
+        {"decode_coords": "all"},
+        {"drop_variables": ["lead"]},
+    ):
+        _assert_same_datasets(
+            ENGINE().open_groups_as_dict(path, **kw), _open_general_way(monkeypatch, path, **kw)
+        )
+    run = tmp_path / "run" / "temperature_2m.om"
+    run.parent.mkdir()
+    write_run_file(run, smooth_field((4, 6, 5)), T0 + 3600 * np.arange(5))
+    for kw in ({}, {"decode_times": False}, {"spatial_time": "scalar"}):
+        _assert_same_datasets(
+            ENGINE().open_groups_as_dict(run, **kw), _open_general_way(monkeypatch, run, **kw)
+        )
+
+
+@pytest.mark.parametrize(
+    ("attrs", "dtype", "options", "expected"),
+    [
+        ({"units": "°C", "long_name": "t"}, np.float32, (True, True, True, None, None), True),
+        ({}, np.int16, (True, True, True, None, None), True),
+        ({}, np.dtype(">f4"), (True, True, True, None, None), False),  # endianness
+        ({}, np.bool_, (True, True, True, None, None), False),
+        ({}, "S1", (True, True, True, None, None), False),  # character arrays
+        ({"_FillValue": -1}, np.int16, (True, True, True, None, None), False),
+        ({"missing_value": -1}, np.int16, (False, True, True, None, None), False),
+        ({"scale_factor": 0.1}, np.int16, (True, True, True, None, None), False),
+        ({"units": "hours"}, np.int32, (True, True, True, None, None), False),
+        ({"units": "days since 2000-01-01"}, np.int32, (True, True, True, None, None), False),
+        ({"units": 3}, np.int32, (True, True, True, None, None), False),
+        ({"coordinates": "x"}, np.float32, (True, True, True, None, None), False),
+        ({"grid_mapping": "crs"}, np.float32, (True, True, True, None, None), False),
+        ({"bounds": "tb"}, np.float32, (True, True, True, None, None), False),
+        ({"dtype": "bool"}, np.int8, (True, True, True, None, None), False),
+        ({}, np.float32, (True, True, True, None, True), False),  # use_cftime warns
+        ({}, np.float32, ({"a": True}, True, True, None, None), False),  # per-variable
+        ({}, np.float32, (True, xr.coders.CFDatetimeCoder(), True, None, None), False),
+    ],
+)
+def test_nothing_to_decode_rules(attrs, dtype, options, expected):
+    from xarray_om.backend import _nothing_to_decode
+
+    var = xr.Variable(("x",), np.zeros(3, dtype), attrs)
+    assert _nothing_to_decode({"a": var}, {}, options) is expected
+    ok = xr.Variable(("x",), np.zeros(3, np.float32))
+    assert _nothing_to_decode({"a": ok}, {"coordinates": "a"}, (True,) * 3 + (None, None)) is False
+
+
 def test_om_scaling_is_not_cf_scaling(tmp_path):
     # OM scale_factor means stored = round(value * 20); exposing it as CF
     # scale_factor would multiply again. Values must equal the reference read.
