@@ -15,9 +15,19 @@ typedef void (*om_dec_sink)(void *ctx, size_t done);
 int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
                             void *out, size_t row_len, om_dec_sink sink, void *ctx);
 
+/* om_pfor_decode_rows without a sink, stopping after the block that holds
+ * value stop - 1 (stop <= n; blocks are still those of the n-value stream).
+ * Returns the bytes consumed by the decoded blocks (not the whole stream). */
+int64_t om_pfor_decode_prefix(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop);
+
 /* fpx float32 stream fused with the inverse xor2d filter over rows of row_len
  * elements (0: no filter). Returns bytes consumed or OM_E_*. */
 int64_t om_fpx_decode_rows32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
                              size_t row_len);
+
+/* om_fpx_decode_rows32 stopping after the group that holds value stop - 1. */
+int64_t om_fpx_decode_prefix32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t row_len, size_t stop);
 
 #endif

@@ -449,6 +449,64 @@ static int64_t decode_chunk_impl(int dtype, int compression, float scale_factor,
     return r;
 }
 
+/* Value step of n selected integers (kind as in conv_ctx_t) from q to dst. */
+OM_INLINE void conv_sel(int kind, const void *q, void *dst, size_t n, float sf, float ao, int level)
+{
+    if (n < 4) { /* short runs (e.g. one element per row): no vector set-up */
+        switch (kind) {
+        case 0: conv16_c((const uint16_t *)q, (float *)dst, n, sf, ao); return;
+        case 2: conv32_c((const uint32_t *)q, (float *)dst, n, sf, ao); return;
+        case 3: conv64_c((const uint64_t *)q, (double *)dst, n, (double)sf, (double)ao); return;
+        default: break;
+        }
+    }
+    switch (kind) {
+    case 0: conv16((const uint16_t *)q, (float *)dst, n, sf, ao, level); break;
+    case 1: conv16_log_c((const uint16_t *)q, (float *)dst, n, sf, NULL); break;
+    case 2: conv32((const uint32_t *)q, (float *)dst, n, sf, ao, level); break;
+    default: conv64((const uint64_t *)q, (double *)dst, n, (double)sf, (double)ao, level); break;
+    }
+}
+
+/* Decode the first `stop` values (rounded up to the coder's block; stop <= n,
+ * a multiple of L) of a chunk of n values into vals. Codecs with a value step
+ * leave their integers there (*kind >= 0, *qw bytes each) for conv_sel;
+ * the others leave final values (*kind = -1). Returns the bytes consumed:
+ * the whole chunk's length only when stop == n. */
+static int64_t decode_part(const om_array_t *a, const uint8_t *in, size_t in_len, size_t n,
+                           size_t L, size_t stop, void *vals, void *scratch, size_t scratch_len,
+                           int *kind, size_t *qw)
+{
+    const size_t F = L < n ? L : 0;
+    const int dtype = a->dtype, compression = a->compression;
+    *kind = -1;
+    *qw = om_dtype_size(dtype);
+    if (converts(dtype, compression)) {
+        int width;
+        if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
+            *kind = compression == OM_PFOR_INT16 ? 0 : 1;
+            width = 16;
+        } else {
+            *kind = dtype == OM_FLOAT ? 2 : 3;
+            width = dtype == OM_FLOAT ? 32 : 64;
+        }
+        *qw = (size_t)width / 8;
+        return om_pfor_decode_prefix(in, in_len, n, 1, width, vals, F, stop);
+    }
+    if (compression == OM_FPX_XOR && dtype == OM_FLOAT)
+        return om_fpx_decode_prefix32(in, in_len, n, (uint32_t *)vals, F, stop);
+    if (compression != OM_FPX_XOR) { /* integer arrays */
+        const int zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
+        return om_pfor_decode_prefix(in, in_len, n, zz, (int)om_dtype_size(dtype) * 8, vals, F,
+                                     stop);
+    }
+    /* fpx float64: its xor2d quirk runs over the whole chunk afterwards */
+    const int64_t r = decode_chunk_impl(dtype, compression, a->scale_factor, a->add_offset,
+                                        a->flags, in, in_len, n, L, vals, NULL, scratch,
+                                        scratch_len);
+    return r < 0 || stop >= n ? r : (int64_t)in_len;
+}
+
 int64_t om_decode_chunk(int dtype, int compression, float scale_factor, float add_offset,
                         int flags, const uint8_t *in, size_t in_len, size_t n, size_t row_len,
                         void *out, void *scratch, size_t scratch_len)
@@ -596,6 +654,7 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
 
     const int D = a->ndim;
     const size_t es = om_dtype_size(a->dtype);
+    const int level = om_simd_level();
     uint64_t nchk[OM_MAX_DIMS], ostride[OM_MAX_DIMS];
     uint64_t n_chunks = 1, n_out = 1;
     for (int d = 0; d < D; d++) {
@@ -789,19 +848,47 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
             }
         }
 
-        uint8_t *dst = direct ? (uint8_t *)out + (size_t)base * es : by_rows ? (uint8_t *)out : vals;
-        const int64_t r = decode_chunk_impl(a->dtype, a->compression, a->scale_factor,
-                                            a->add_offset, a->flags, data + chunk_off[k],
-                                            (size_t)chunk_len[k], (size_t)count,
-                                            (size_t)clen[D - 1], dst, by_rows ? row_off : NULL,
-                                            scratch, scr_bytes);
-        if (r < 0 || (uint64_t)r != chunk_len[k]) {
-            *bad = k;
-            rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;
-            goto done;
-        }
-        if (direct || by_rows)
+        uint64_t cstride[OM_MAX_DIMS], t[OM_MAX_DIMS];
+        cstride[D - 1] = 1;
+        for (int d = D - 1; d > 0; d--)
+            cstride[d - 1] = cstride[d] * clen[d];
+        if (direct || by_rows) {
+            uint8_t *dst = direct ? (uint8_t *)out + (size_t)base * es : (uint8_t *)out;
+            const int64_t r = decode_chunk_impl(a->dtype, a->compression, a->scale_factor,
+                                                a->add_offset, a->flags, data + chunk_off[k],
+                                                (size_t)chunk_len[k], (size_t)count,
+                                                (size_t)clen[D - 1], dst, by_rows ? row_off : NULL,
+                                                scratch, scr_bytes);
+            if (r < 0 || (uint64_t)r != chunk_len[k]) {
+                *bad = k;
+                rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;
+                goto done;
+            }
             continue;
+        }
+
+        /* Part of the chunk: the streams are sequential and the 2-D filters
+         * only look one row back, so decoding stops after the last row that
+         * holds a selected element (the sorted pairs' last entries give it).
+         * Codecs with a value step stay integers here; only the selected
+         * elements are converted, while scattering. */
+        uint64_t last = 0;
+        for (int d = 0; d < D; d++)
+            last += ((uint64_t)pairs[d][hi[d] - 1].v - start[d]) * cstride[d];
+        const uint64_t L = clen[D - 1];
+        const size_t stop = (size_t)((last / L + 1) * L);
+        int kind = -1;
+        size_t qw = es;
+        {
+            const int64_t r = decode_part(a, data + chunk_off[k], (size_t)chunk_len[k],
+                                          (size_t)count, (size_t)L, stop, vals, scratch,
+                                          scr_bytes, &kind, &qw);
+            if (r < 0 || (stop >= count && (uint64_t)r != chunk_len[k])) {
+                *bad = k;
+                rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;
+                goto done;
+            }
+        }
 
         /* Runs of the last dimension: consecutive output and chunk positions. */
         size_t nruns = 0;
@@ -814,10 +901,6 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
             }
         }
         /* Odometer over the selected positions of the other dimensions. */
-        uint64_t cstride[OM_MAX_DIMS], t[OM_MAX_DIMS];
-        cstride[D - 1] = 1;
-        for (int d = D - 1; d > 0; d--)
-            cstride[d - 1] = cstride[d] * clen[d];
         for (int d = 0; d < D - 1; d++)
             t[d] = lo[d];
         for (;;) {
@@ -827,9 +910,16 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                 dsto += pairs[d][t[d]].i * ostride[d];
             }
             uint8_t *ob = (uint8_t *)out + (size_t)dsto * es;
-            const uint8_t *vb = vals + (size_t)src * es;
-            for (size_t u = 0; u < nruns; u++)
-                copy_run(ob + (size_t)runs[u].i * es, vb + (size_t)runs[u].j * es, runs[u].len, es);
+            const uint8_t *vb = vals + (size_t)src * qw;
+            if (kind < 0) {
+                for (size_t u = 0; u < nruns; u++)
+                    copy_run(ob + (size_t)runs[u].i * es, vb + (size_t)runs[u].j * es, runs[u].len,
+                             es);
+            } else {
+                for (size_t u = 0; u < nruns; u++)
+                    conv_sel(kind, vb + (size_t)runs[u].j * qw, ob + (size_t)runs[u].i * es,
+                             (size_t)runs[u].len, a->scale_factor, a->add_offset, level);
+            }
             int d = D - 2;
             while (d >= 0 && ++t[d] == hi[d]) {
                 t[d] = lo[d];

@@ -1236,7 +1236,7 @@ OM_INLINE uint64_t prefix_w(void *p, size_t m, uint64_t prev, const void *rp, si
 /* PFor streams (codec spec 7.3)                                              */
 
 OM_INLINE int64_t pfor_decode(const uint8_t *in, size_t in_len, size_t n, int zz, const int W,
-                              void *out, size_t L, om_dec_sink sink, void *ctx)
+                              void *out, size_t L, om_dec_sink sink, void *ctx, size_t stop)
 {
     if (n == 0 || out == NULL || (in == NULL && in_len))
         return OM_E_INVALID;
@@ -1251,7 +1251,9 @@ OM_INLINE int64_t pfor_decode(const uint8_t *in, size_t in_len, size_t n, int zz
     size_t p = (size_t)r0;
     size_t g = 1; /* global index of the block's first value */
     uint8_t *o = (uint8_t *)out + B;
-    while (g < n) {
+    /* Blocks are cut from the whole stream of n values: stopping early still
+     * decodes whole blocks of that layout. */
+    while (g < stop) {
         const size_t m = n - g < 128 ? n - g : 128;
         const int64_t r = dec_block(in + p, in_len - p, m, W, v128 && m == 128, 0, o, level);
         if (r < 0)
@@ -1278,32 +1280,46 @@ int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigz
                             void *out, size_t row_len, om_dec_sink sink, void *ctx)
 {
     switch (width) {
-    case 8: return pfor_decode(in, in_len, n, zigzag, 8, out, row_len, sink, ctx);
-    case 16: return pfor_decode(in, in_len, n, zigzag, 16, out, row_len, sink, ctx);
-    case 32: return pfor_decode(in, in_len, n, zigzag, 32, out, row_len, sink, ctx);
-    case 64: return pfor_decode(in, in_len, n, zigzag, 64, out, row_len, sink, ctx);
+    case 8: return pfor_decode(in, in_len, n, zigzag, 8, out, row_len, sink, ctx, n);
+    case 16: return pfor_decode(in, in_len, n, zigzag, 16, out, row_len, sink, ctx, n);
+    case 32: return pfor_decode(in, in_len, n, zigzag, 32, out, row_len, sink, ctx, n);
+    case 64: return pfor_decode(in, in_len, n, zigzag, 64, out, row_len, sink, ctx, n);
+    default: return OM_E_INVALID;
+    }
+}
+
+int64_t om_pfor_decode_prefix(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop)
+{
+    if (stop > n)
+        stop = n;
+    switch (width) {
+    case 8: return pfor_decode(in, in_len, n, zigzag, 8, out, row_len, NULL, NULL, stop);
+    case 16: return pfor_decode(in, in_len, n, zigzag, 16, out, row_len, NULL, NULL, stop);
+    case 32: return pfor_decode(in, in_len, n, zigzag, 32, out, row_len, NULL, NULL, stop);
+    case 64: return pfor_decode(in, in_len, n, zigzag, 64, out, row_len, NULL, NULL, stop);
     default: return OM_E_INVALID;
     }
 }
 
 int64_t om_pfor_decode8(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint8_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 8, out, 0, NULL, NULL);
+    return pfor_decode(in, in_len, n, zigzag, 8, out, 0, NULL, NULL, n);
 }
 
 int64_t om_pfor_decode16(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint16_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 16, out, 0, NULL, NULL);
+    return pfor_decode(in, in_len, n, zigzag, 16, out, 0, NULL, NULL, n);
 }
 
 int64_t om_pfor_decode32(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint32_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 32, out, 0, NULL, NULL);
+    return pfor_decode(in, in_len, n, zigzag, 32, out, 0, NULL, NULL, n);
 }
 
 int64_t om_pfor_decode64(const uint8_t *in, size_t in_len, size_t n, int zigzag, uint64_t *out)
 {
-    return pfor_decode(in, in_len, n, zigzag, 64, out, 0, NULL, NULL);
+    return pfor_decode(in, in_len, n, zigzag, 64, out, 0, NULL, NULL, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1514,7 +1530,7 @@ OM_INLINE uint64_t fpx_post(void *v, size_t m, unsigned hb, uint64_t prev, const
 }
 
 OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86, const int W,
-                             void *out, size_t L)
+                             void *out, size_t L, size_t stop)
 {
     if (n == 0 || out == NULL || (in == NULL && in_len))
         return OM_E_INVALID;
@@ -1523,7 +1539,7 @@ OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86
     uint8_t *o = (uint8_t *)out;
     uint64_t prev = 0;
     size_t p = 0, g = 0; /* g: global index of the group's first value */
-    while (g < n) {
+    while (g < stop) {
         const size_t m = n - g < 128 ? n - g : 128;
         if (p >= in_len)
             return OM_E_TRUNCATED;
@@ -1550,15 +1566,21 @@ OM_INLINE int64_t fpx_decode(const uint8_t *in, size_t in_len, size_t n, int x86
 int64_t om_fpx_decode_rows32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
                              size_t row_len)
 {
-    return fpx_decode(in, in_len, n, 0, 32, out, row_len);
+    return fpx_decode(in, in_len, n, 0, 32, out, row_len, n);
+}
+
+int64_t om_fpx_decode_prefix32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t row_len, size_t stop)
+{
+    return fpx_decode(in, in_len, n, 0, 32, out, row_len, stop < n ? stop : n);
 }
 
 int64_t om_fpx_decode32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out)
 {
-    return fpx_decode(in, in_len, n, 0, 32, out, 0);
+    return fpx_decode(in, in_len, n, 0, 32, out, 0, n);
 }
 
 int64_t om_fpx_decode64(const uint8_t *in, size_t in_len, size_t n, int x86_lanes, uint64_t *out)
 {
-    return fpx_decode(in, in_len, n, x86_lanes != 0, 64, out, 0);
+    return fpx_decode(in, in_len, n, x86_lanes != 0, 64, out, 0, n);
 }
