@@ -519,6 +519,13 @@ def _array_key(k: Any, n: int, axis: int) -> tuple[np.ndarray, tuple[int, int] |
 # --------------------------------------------------------------------------- LUT
 
 
+# Decoded whole look-up tables by content (see V3Lut._cache_key): small tables only,
+# so the cache stays below a few tens of MB however many files a process opens.
+_LUT_CACHE_BYTES = 16384
+_LUT_CACHE_MAX = 256
+_LUTS: dict[tuple, np.ndarray] = {}
+
+
 class Lut:
     """The ``n_chunks + 1`` chunk boundary offsets of one array, read on demand.
 
@@ -560,6 +567,10 @@ class Lut:
 
     def _bad(self, msg: str) -> OmFormatError:
         return OmFormatError(f"{self.what}: look-up table {msg}", source=self.source.name)
+
+    def _cache_key(self, data: bytes) -> tuple | None:
+        """Key of a whole table's bytes in the process-wide cache (None: not cached)."""
+        return None
 
     def _store(self, g0: int, g1: int, values: np.ndarray) -> None:
         size = self.source.size
@@ -607,10 +618,23 @@ class Lut:
                 for a, b in zip(firsts.tolist(), lasts.tolist(), strict=True)
             ]
         datas = self.source.read_ranges([self._run_range(g0, g1) for g0, g1 in runs])
+        ck = self._cache_key(datas[0]) if runs is whole else None
+        if ck is not None:
+            entries = _LUTS.get(ck)
+            if entries is not None:
+                # into the existing array: callers hold references to it
+                self._entries[:] = entries
+                self._have[:] = True
+                self._complete = True
+                return
         for (g0, g1), data in zip(runs, datas, strict=True):
             self._store(g0, g1, self._decode_run(g0, g1, data))
         if runs is whole:
             self._complete = True  # one run: _store checked every join
+            if ck is not None:
+                if len(_LUTS) >= _LUT_CACHE_MAX:
+                    _LUTS.clear()
+                _LUTS[ck] = self._entries.copy()
         elif self._have.all():
             # Runs were checked one by one; check the joins once so that ranges()
             # can skip its per-call check from now on.
@@ -715,6 +739,13 @@ class V3Lut(Lut):
 
     def _run_range(self, g0: int, g1: int) -> tuple[int, int]:
         return (self.lut_offset + g0 * self.stride, self.lut_offset + g1 * self.stride)
+
+    def _cache_key(self, data: bytes) -> tuple | None:
+        # Same bytes, entry count and stride decode to the same entries, checked
+        # against the same file size: a reopened file skips decoding and checks.
+        if len(data) > _LUT_CACHE_BYTES:
+            return None
+        return (data, self.n_entries, self.stride, self.source.size)
 
     def _decode_run(self, g0: int, g1: int, data: bytes) -> np.ndarray:
         n = min(LUT_GROUP * g1, self.n_entries) - LUT_GROUP * g0

@@ -66,6 +66,23 @@ _UNCAPPED = 1 << 62
 
 # --------------------------------------------------------------------------- file core
 
+# Content-addressed caches shared by every file of the process. The same record
+# bytes (at the same offset of a file of the same size) always parse to the same
+# Record, and the same array parameters give the same codec and grid, so a file
+# that is opened again (a new dask task, a cold read) skips the parsing. The bytes
+# themselves are still read on every open: a changed file never gets stale metadata.
+_CACHE_MAX = 4096
+_CACHED_RECORD_MAX = 4096  # bytes: larger records (huge groups) are parsed every time
+_RECORDS: dict[tuple, Record] = {}
+_ARRAY_CTX: dict[tuple, tuple] = {}
+_PLAUSIBLE: set[tuple] = set()
+
+
+def _cache_put(cache: dict, key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()  # rare: thousands of distinct records; clearing keeps it O(1)
+    cache[key] = value
+
 
 @dataclass(frozen=True, slots=True)
 class _FileState:
@@ -165,7 +182,14 @@ class _Core:
                     f"record [{offset}, +{size}) lies outside the file of {fsize} bytes"
                 )
             buf = self.source.read_range(offset, offset + size)
-            rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+            if size <= _CACHED_RECORD_MAX:
+                ck = (buf, offset, fsize)
+                rec = _RECORDS.get(ck)
+                if rec is None:
+                    rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+                    _cache_put(_RECORDS, ck, rec)
+            else:
+                rec = parse_record(buf, offset, source=self.name, file_size=fsize)
         self.records[key] = rec
         return rec
 
@@ -174,7 +198,7 @@ class _Core:
         key = (rec.offset, rec.size)
         ctx = self.ctxs.get(key)
         if ctx is None:
-            codec = _native.ArrayCodec(
+            params = (
                 rec.data_type,
                 rec.compression,
                 rec.dims,
@@ -182,7 +206,14 @@ class _Core:
                 rec.scale_factor,
                 rec.add_offset,
             )
-            ctx = (self.lut(rec), Grid(rec.dims, rec.chunks), codec, codec.dtype, rec.dims)
+            shared = _ARRAY_CTX.get(params)
+            if shared is None:
+                codec = _native.ArrayCodec(*params)
+                codec._c()  # build the C struct once, not on the first read of every file
+                shared = (Grid(rec.dims, rec.chunks), codec)
+                _cache_put(_ARRAY_CTX, params, shared)
+            grid, codec = shared
+            ctx = (self.lut(rec), grid, codec, codec.dtype, rec.dims)
             self.ctxs[key] = ctx
         return ctx
 
@@ -190,6 +221,10 @@ class _Core:
         """Plausibility of an array's geometry against the file size (once per record)."""
         key = (rec.offset, rec.size)
         if key not in self.checked:
+            pk = (rec.dims, rec.chunks, self.source.size)
+            if pk in _PLAUSIBLE:
+                self.checked.add(key)
+                return
             check_plausible(
                 rec.dims,
                 rec.chunks,
@@ -197,6 +232,9 @@ class _Core:
                 f"array {rec.name!r} (record at {rec.offset})",
                 self.name,
             )
+            if len(_PLAUSIBLE) >= _CACHE_MAX:
+                _PLAUSIBLE.clear()
+            _PLAUSIBLE.add(pk)
             self.checked.add(key)
 
     def lut(self, rec: Record) -> Lut:
