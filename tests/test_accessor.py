@@ -677,6 +677,25 @@ def test_dask_source_is_identical_to_sequential_numpy_write(tmp_path, dask_chunk
     assert par2.read_bytes() == seq.read_bytes()
 
 
+@pytest.mark.parametrize("encode_bytes", [1, 700, 5000])
+@pytest.mark.parametrize("chunks", [(5, 4, 10), (1, 20, 37), (3, 7, 37)])
+def test_blocks_split_for_encoding_give_the_sequential_bytes(
+    tmp_path, monkeypatch, encode_bytes, chunks
+):
+    """Jobs cut into sub-blocks on the encoding threads write the same bytes as one thread."""
+    ds = sample_dataset()
+    enc = {"temperature": {"chunks": chunks}, "precip": {"scale_factor": 100}}
+    seq = tmp_path / "seq.om"
+    ds.om.to_om(seq, encoding=enc, num_workers=1, window=1)
+    monkeypatch.setattr(acc, "_ENCODE_BYTES", encode_bytes)
+    for i, (src, workers) in enumerate(
+        [(ds.chunk({"time": 7, "lat": 6, "lon": 11}), 2), (ds.chunk({"time": 10}), 3), (ds, 2)]
+    ):
+        par = tmp_path / f"par{i}.om"
+        src.om.to_om(par, encoding=enc, num_workers=workers, window=2, block_bytes=60_000)
+        assert par.read_bytes() == seq.read_bytes()
+
+
 def test_dask_blocks_follow_the_om_chunk_order(tmp_path):
     """Blocks reach the writer in chunk order, even when they finish out of order."""
     import time as _time

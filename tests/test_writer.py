@@ -7,6 +7,7 @@ our files, and writes the same trees for comparison.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import pickle
 import stat
@@ -1074,3 +1075,41 @@ def test_io_error_poisons_writer(tmp_path, monkeypatch):
         w.write_scalar("x", name="x")
     w.abort()
     assert not (tmp_path / "x.om").exists() and no_temp_files(tmp_path)
+
+
+def test_local_writeback_is_started_while_writing(tmp_path, monkeypatch):
+    """Local sinks hand finished ranges to the kernel (sync_file_range) as they go:
+    every byte once, in order, and the file is the same as without it."""
+    from xarray_om.format import commit
+
+    data = np.random.default_rng(3).normal(size=(64, 50, 40)).astype(np.float32)
+    ref = tmp_path / "ref.om"
+    monkeypatch.setattr(commit, "_sync_file_range", None)
+    with OmWriter(ref) as w:
+        w.close(w.write_array(data, chunks=(1, 10, 40), threads=1))
+    ranges = []
+
+    def record(fd, offset, nbytes, flags):
+        ranges.append((offset, nbytes, flags))
+        return 0
+
+    monkeypatch.setattr(commit, "_sync_file_range", record)
+    monkeypatch.setattr(commit, "_WRITEBACK_BYTES", 4096)
+    out = tmp_path / "out.om"
+    with OmWriter(out, buffer_size=1024) as w:
+        w.close(w.write_array(data, chunks=(1, 10, 40), threads=2, block_bytes=20_000))
+    assert out.read_bytes() == ref.read_bytes()
+    assert len(ranges) > 3
+    assert all(flags == commit._SYNC_FILE_RANGE_WRITE for _, _, flags in ranges)
+    assert ranges[0][0] == 0
+    for (o1, n1, _), (o2, _, _) in itertools.pairwise(ranges):
+        assert o1 + n1 == o2  # contiguous, never twice
+    assert ranges[-1][0] + ranges[-1][1] <= out.stat().st_size
+
+
+def test_sync_file_range_is_found_on_linux():
+    import sys
+
+    from xarray_om.format import commit
+
+    assert (commit._sync_file_range is not None) == sys.platform.startswith("linux")

@@ -101,13 +101,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
+import itertools
 import math
 import os
 import threading
 import uuid
 import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -184,6 +186,10 @@ _CHUNK_MAX_LAST = 4096  # a last dimension up to this length stays whole
 # A source chunk band up to this many blocks' worth stays one block; blocks sharing
 # source chunks are computed together up to the same size.
 _GROUP_BLOCKS = 4
+# Raw bytes per encode call on local threads: small enough that both threads stay
+# busy to the end (and the last block's tail is short), large enough that the
+# per-call overhead is negligible.
+_ENCODE_BYTES = 2 * 2**20
 
 Mode = Literal["w", "w-"]
 OnClamp = Literal["warn", "raise", "ignore"]
@@ -749,17 +755,52 @@ def _encode_dask_block(
 
 @dataclass(frozen=True)
 class _Job:
-    """One encode job: one block of a variable, or consecutive dask blocks sharing source chunks."""
+    """One load job: one block of a variable, or consecutive dask blocks sharing source chunks.
+
+    ``kind`` is ``"local"`` (a numpy / lazily indexed slice), ``"dask"`` (raw
+    blocks of ``source`` computed on a local thread) or ``"remote"`` (dask
+    collections of already-encoded blocks, computed on a distributed cluster).
+    """
 
     var: int
-    kind: str  # "local" (numpy / lazily indexed slice) or "dask"
+    kind: str
     start: tuple[int, ...] = ()
     slices: tuple[slice, ...] = ()
-    blocks: tuple[Any, ...] = ()  # dask collections of encoded blocks, computed together
+    source: _DaskBlocks | None = None
+    idx: tuple[tuple[int, ...], ...] = ()  # "dask": block indices in ``source``
+    blocks: tuple[Any, ...] = ()  # "remote": collections computed together
 
-    @property
-    def n_blocks(self) -> int:
-        return len(self.blocks) if self.kind == "dask" else 1
+
+class _DaskBlocks:
+    """Raw blocks of a (rechunked) dask array, computed on the calling thread.
+
+    The graph is optimised and materialised once per write; each job culls the
+    tasks its blocks need and runs them with dask's synchronous scheduler.
+    ``dask.compute(x.blocks[i])`` per job would build and optimise a graph per
+    job and copy every single-chunk result (dask's ``finalize``); here a block
+    of an in-memory source is the source's own buffer.
+    """
+
+    def __init__(self, x: Any) -> None:
+        keys = x.__dask_keys__()
+        dsk = x.__dask_graph__()
+        optimize = getattr(x, "__dask_optimize__", None)
+        if optimize is not None:
+            dsk = optimize(dsk, keys)
+        self.graph = dict(dsk)
+        self.name = x.name
+        self.offsets = [np.concatenate(([0], np.cumsum(c))).astype(int).tolist() for c in x.chunks]
+
+    def start(self, idx: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(self.offsets[d][i] for d, i in enumerate(idx))
+
+    def compute(self, idxs: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        import dask.local
+        from dask.optimization import cull
+
+        keys = [(self.name, *idx) for idx in idxs]
+        dsk, _ = cull(self.graph, keys)
+        return list(dask.local.get_sync(dsk, keys))
 
 
 def _group_blocks(
@@ -805,7 +846,7 @@ def _group_blocks(
     return groups
 
 
-def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, compact: bool) -> list[_Job]:
+def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, remote: bool) -> list[_Job]:
     jobs: list[_Job] = []
     for i, v in enumerate(plan.variables):
         if not v.is_array:
@@ -822,12 +863,16 @@ def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, compact: bool) -> l
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # dask's PerformanceWarning on large blocks
                     x = x.rechunk(target)
+            if not remote:
+                src = _DaskBlocks(x)
+                jobs += [_Job(i, "dask", source=src, idx=tuple(g)) for g in groups]
+                continue
             enc = x.map_blocks(
                 _encode_dask_block,
                 codec=codec,
                 check=v.check_clamp,
                 on_clamp=on_clamp,
-                compact=compact,
+                compact=True,
                 var_name=v.name,
                 dtype=object,
                 chunks=tuple((1,) * len(c) for c in x.chunks),
@@ -835,7 +880,7 @@ def _make_jobs(plan: _Plan, block_bytes: int, on_clamp: str, compact: bool) -> l
                 name=f"om-encode-{v.name}-{uuid.uuid4().hex[:8]}",
             )
             for group in groups:
-                jobs.append(_Job(i, "dask", blocks=tuple(enc.blocks[idx] for idx in group)))
+                jobs.append(_Job(i, "remote", blocks=tuple(enc.blocks[idx] for idx in group)))
         else:
             for start, sl in plan_blocks(codec.dims, codec.chunks, max_elements):
                 jobs.append(_Job(i, "local", start=start, slices=sl))
@@ -850,18 +895,117 @@ def _load(data: Any, sl: tuple[slice, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------- executors
 
 
-class _LocalExecutor:
-    """Threads: numpy blocks are encoded directly, dask blocks computed synchronously."""
+class _PriorityPool:
+    """Worker threads that always run the queued call with the smallest key.
 
-    def __init__(self, num_workers: int) -> None:
-        self.num_workers = num_workers
-        self._pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="om-to_om")
+    Keys are ``(job, part)``: the parts of earlier jobs (in file order) run
+    before later ones, so the in-order writer rarely waits while threads work
+    ahead, and a job's load (part -1) comes before its encodes.
+    """
 
-    def submit(self, job: _Job, plan: _Plan, on_clamp: str) -> Any:
-        return self._pool.submit(_run_job, job, plan, on_clamp)
+    def __init__(self, n_threads: int) -> None:
+        self._heap: list = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._seq = itertools.count()  # FIFO among equal keys; never compares callables
+        self._threads = [
+            threading.Thread(target=self._run, name=f"om-to_om_{i}", daemon=True)
+            for i in range(n_threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, key: tuple[int, int], fn: Any, *args: Any) -> Future:
+        fut: Future = Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the encoding pool is closed")
+            heapq.heappush(self._heap, (key, next(self._seq), fut, fn, args))
+            self._cv.notify()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap and not self._closed:
+                    self._cv.wait()
+                if not self._heap:
+                    return
+                _, _, fut, fn, args = heapq.heappop(self._heap)
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as e:  # handed to the waiting driver
+                    fut.set_exception(e)
+            del fut, fn, args  # release the block before waiting for the next call
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Cancel the queued calls, let the running ones finish, join the threads."""
+        with self._cv:
+            self._closed = True
+            for item in self._heap:
+                item[2].cancel()
+            self._heap.clear()
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join()
+
+
+class _LocalHandle:
+    """A job on local threads: its load, then one encode per sub-block, in order."""
+
+    def __init__(self, load: Future) -> None:
+        self._load = load
+        self._parts: list[Future] = []
+
+    def results(self) -> Iterator[tuple]:
+        self._parts = self._load.result()
+        for f in self._parts:
+            yield f.result()
+
+    def cancel(self) -> None:
+        self._load.cancel()
+        for f in self._parts:
+            f.cancel()
+
+
+class _LocalExecutor:
+    """Threads: a job's blocks are loaded (numpy slice, or dask with the sync scheduler)
+    and then encoded in sub-blocks of about ``encode_bytes``, all on one priority pool,
+    so that both threads stay busy whatever the source's chunking."""
+
+    def __init__(self, num_workers: int, encode_bytes: int | None = None) -> None:
+        self.num_workers = num_workers
+        self.encode_bytes = _ENCODE_BYTES if encode_bytes is None else encode_bytes
+        self._pool = _PriorityPool(num_workers)
+
+    def submit(self, order: int, job: _Job, plan: _Plan, on_clamp: str) -> _LocalHandle:
+        return _LocalHandle(self._pool.submit((order, -1), self._load, order, job, plan, on_clamp))
+
+    def _load(self, order: int, job: _Job, plan: _Plan, on_clamp: str) -> list[Future]:
+        v = plan.variables[job.var]
+        codec = v.codec
+        assert codec is not None
+        if job.kind == "dask":
+            assert job.source is not None
+            blocks = job.source.compute(job.idx)
+            starts = [job.source.start(idx) for idx in job.idx]
+        else:
+            blocks, starts = [_load(v.data, job.slices)], [job.start]
+        max_elements = max(1, self.encode_bytes // codec.dtype.itemsize)
+        parts = []
+        for start, block in zip(starts, blocks, strict=True):
+            block = np.asarray(block)
+            # The block starts on chunk edges, so its own chunk grid is the array's.
+            chunks = tuple(min(c, n) for c, n in zip(codec.chunks, block.shape, strict=True))
+            for sub, sl in plan_blocks(block.shape, chunks, max_elements):
+                at = tuple(a + b for a, b in zip(start, sub, strict=True))
+                args = (codec, block[sl], at, v.check_clamp, on_clamp, False, v.name)
+                parts.append(self._pool.submit((order, len(parts)), _encode, *args))
+        return parts
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class _DistributedExecutor:
@@ -872,38 +1016,28 @@ class _DistributedExecutor:
         self.num_workers = num_workers
         self._local = _LocalExecutor(max(1, min(4, os.cpu_count() or 1)))
 
-    def submit(self, job: _Job, plan: _Plan, on_clamp: str) -> Any:
-        if job.kind == "dask":
+    def submit(self, order: int, job: _Job, plan: _Plan, on_clamp: str) -> Any:
+        if job.kind == "remote":
             return _FutureGroup(self.client.compute(list(job.blocks)))
-        return self._local.submit(job, plan, on_clamp)
+        return self._local.submit(order, job, plan, on_clamp)
 
     def close(self) -> None:
         self._local.close()
 
 
 class _FutureGroup:
-    """The futures of one job's blocks, resolved together."""
+    """The futures of one job's blocks, resolved in order."""
 
     def __init__(self, futures: list) -> None:
         self.futures = futures
 
-    def result(self) -> list:
-        return [f.result() for f in self.futures]
+    def results(self) -> Iterator[tuple]:
+        for f in self.futures:
+            yield _unwrap(f.result())
 
     def cancel(self) -> None:
         for f in self.futures:
             f.cancel()
-
-
-def _run_job(job: _Job, plan: _Plan, on_clamp: str) -> list:
-    if job.kind == "dask":
-        import dask
-
-        return list(dask.compute(*job.blocks, scheduler="sync"))
-    v = plan.variables[job.var]
-    assert v.codec is not None
-    block = _load(v.data, job.slices)
-    return [_encode(v.codec, block, job.start, v.check_clamp, on_clamp, var_name=v.name)]
 
 
 def _unwrap(result: Any) -> tuple:
@@ -1033,28 +1167,28 @@ class _Progress:
 def _ordered_results(
     ex: Any, jobs: list[_Job], plan: _Plan, on_clamp: str, window: int, progress: _Progress
 ) -> Iterator[tuple]:
-    """Encoded blocks in job order; at most ``window`` jobs submitted and not yet consumed."""
+    """Encoded blocks in file order; at most ``window`` jobs submitted and not yet consumed."""
     pending: collections.deque = collections.deque()
     it = iter(enumerate(jobs))
+
+    def submit_next() -> None:
+        nxt = next(it, None)
+        if nxt is not None:
+            progress.started(nxt[0])
+            pending.append((nxt[0], ex.submit(nxt[0], nxt[1], plan, on_clamp)))
+
     try:
-        for i, job in it:
-            progress.started(i)
-            pending.append((i, ex.submit(job, plan, on_clamp)))
-            if len(pending) >= window:
-                break
+        for _ in range(window):
+            submit_next()
         while pending:
-            i, fut = pending.popleft()
-            result = fut.result()
+            i, handle = pending[0]
+            yield from handle.results()
+            pending.popleft()
             progress.done(i)
-            nxt = next(it, None)
-            if nxt is not None:
-                progress.started(nxt[0])
-                pending.append((nxt[0], ex.submit(nxt[1], plan, on_clamp)))
-            for r in result:
-                yield _unwrap(r)
+            submit_next()
     finally:
-        for _, fut in pending:
-            fut.cancel()
+        for _, handle in pending:
+            handle.cancel()
 
 
 # --------------------------------------------------------------------------- driver
@@ -1074,7 +1208,7 @@ def _write_plan(
     from dask.callbacks import local_callbacks
 
     with _executor(num_workers) as ex, local_callbacks() as callbacks:
-        jobs = _make_jobs(plan, block_bytes, on_clamp, isinstance(ex, _DistributedExecutor))
+        jobs = _make_jobs(plan, block_bytes, on_clamp, remote=isinstance(ex, _DistributedExecutor))
         progress = _Progress(callbacks, len(jobs))
         errored = True
         try:
@@ -1082,7 +1216,7 @@ def _write_plan(
             results = _ordered_results(ex, jobs, plan, on_clamp, max(1, w_size), progress)
             with OmWriter(target, storage_options=storage_options, overwrite=mode == "w") as w:
                 try:
-                    _write_records(w, plan, jobs, results)
+                    _write_records(w, plan, results)
                 finally:
                     results.close()
             errored = False
@@ -1090,12 +1224,9 @@ def _write_plan(
             progress.close(errored)
 
 
-def _write_records(w: OmWriter, plan: _Plan, jobs: list[_Job], results: Iterator[tuple]) -> None:
-    counts: collections.Counter = collections.Counter()
-    for j in jobs:
-        counts[j.var] += j.n_blocks
+def _write_records(w: OmWriter, plan: _Plan, results: Iterator[tuple]) -> None:
     refs = []
-    for i, v in enumerate(plan.variables):
+    for v in plan.variables:
         kids = [w.write_scalar(" ".join(v.dims), name=DIMS_KEY)]
         kids += [_write_attr(w, k, val) for k, val in v.attrs]
         if not v.is_array:
@@ -1117,8 +1248,12 @@ def _write_records(w: OmWriter, plan: _Plan, jobs: list[_Job], results: Iterator
                 f"variable {v.name!r}: writer codec {stream.codec} differs from planned {codec}"
             )
         n_bad = 0
-        for _ in range(counts[i]):
-            data, lengths, bad = next(results)
+        # Blocks may be split for encoding: consume until the array is complete.
+        while stream.next_chunk < stream.n_chunks:
+            item = next(results, None)
+            if item is None:  # pragma: no cover - a planning bug, never a partial file
+                raise OmEncodingError(f"variable {v.name!r}: encoded blocks ended early")
+            data, lengths, bad = item
             n_bad += bad
             stream.append_encoded(data, lengths)
         refs.append(stream.finish(name=v.name, children=kids))

@@ -21,7 +21,9 @@ trace of it and leaves whatever was at the target before untouched.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -41,6 +43,26 @@ _DEFERRED_COMMIT = {
 }
 TEMP_SUFFIX = ".om-tmp"
 _LOCAL_BUFFER = 2**20
+# Local sinks start the disk writeback of every this many bytes as they are written,
+# so that the fsync at commit waits for the tail only, not for the whole file.
+_WRITEBACK_BYTES = 8 * 2**20
+
+
+def _load_sync_file_range() -> Any:
+    """libc's ``sync_file_range`` (Linux), or None where it is unavailable."""
+    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # pragma: no cover - non-glibc / static builds
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages; do not wait
 
 
 class Sink:
@@ -147,6 +169,25 @@ class LocalSink(Sink):
             os.unlink(self.temp_path)
             raise
         self._finalizer = weakref.finalize(self, _cleanup_file, self._file, self.temp_path)
+        self._writeback_from = 0  # bytes before this offset have had their writeback started
+
+    def _raw_write(self, data: Any) -> None:
+        self._file.write(data)
+        end = self.position + memoryview(data).nbytes  # position is updated after this call
+        if _sync_file_range is not None and end - self._writeback_from >= _WRITEBACK_BYTES:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        # Only an optimisation (fsync at commit is what guarantees durability): the
+        # kernel writes these pages out while encoding goes on. Bytes still in the
+        # Python buffer are left for the next call.
+        fd = self._file.fileno()
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        if end > self._writeback_from:
+            _sync_file_range(
+                fd, self._writeback_from, end - self._writeback_from, _SYNC_FILE_RANGE_WRITE
+            )
+            self._writeback_from = end
 
     def _commit(self) -> None:
         self._file.flush()
