@@ -746,6 +746,27 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
         const int64_t *s = sel[d];
         int up = 1, down = 1;
         pairs[d] = pp;
+        const uint64_t ch = a->chunks[d];
+        /* An ascending step-1 run (the common box keys): pairs and table in
+         * closed form, without the generic checks, sorting and searches. */
+        uint64_t t_run = 0;
+        if (s[0] >= 0 && len <= a->dims[d] && (uint64_t)s[0] <= a->dims[d] - len)
+            for (t_run = 1; t_run < len && s[t_run] == s[0] + (int64_t)t_run; t_run++)
+                ;
+        if (t_run == len) {
+            const int64_t s0 = s[0];
+            for (uint64_t t = 0; t < len; t++)
+                pp[t] = (selpair_t){s0 + (int64_t)t, t, len - 1};
+            const uint64_t c0 = (uint64_t)s0 / ch, span = ((uint64_t)s0 + len - 1) / ch - c0 + 1;
+            for (uint64_t c = 0; c <= span; c++) {
+                const uint64_t bound = (c0 + c) * ch;
+                tab[c] = bound <= (uint64_t)s0 ? 0 : bound - (uint64_t)s0 < len ? bound - (uint64_t)s0 : len;
+            }
+            ds[d] = (dimsel_t){pp, (size_t)len, ch, c0, span, tab};
+            tab += span + 1;
+            pp += len;
+            continue;
+        }
         for (uint64_t t = 0; t < len; t++) {
             if (s[t] < 0 || (uint64_t)s[t] >= a->dims[d]) {
                 rc = OM_E_GEOMETRY;
@@ -774,7 +795,6 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                             ? pp[t + 1].end
                             : t;
         /* chunk coordinate -> first pair, over the span of the selection */
-        const uint64_t ch = a->chunks[d];
         const uint64_t c0 = (uint64_t)pp[0].v / ch, span = (uint64_t)pp[len - 1].v / ch - c0 + 1;
         ds[d] = (dimsel_t){pp, (size_t)len, ch, c0, 0, tab};
         if (span <= 4 * len + 1024) {
