@@ -30,4 +30,17 @@ int64_t om_fpx_decode_rows32(const uint8_t *in, size_t in_len, size_t n, uint32_
 int64_t om_fpx_decode_prefix32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
                                size_t row_len, size_t stop);
 
+/* Sparse columns (a few columns of every row, e.g. one time step through
+ * time-major chunks): decode rows 0 .. stop / L - 1 (stop <= n, a multiple of
+ * row_len) but store only out[r * row_len + cols[k]] for the ncols sorted,
+ * unique columns cols[k] < row_len (ncols <= OM_SPARSE_MAX_COLS). The delta2d
+ * resp. xor2d filter applies when n > row_len. Returns the bytes consumed by
+ * the decoded blocks or OM_E_*. */
+#define OM_SPARSE_MAX_COLS 64
+int64_t om_pfor_decode_sparse(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop, const uint32_t *cols,
+                              size_t ncols);
+int64_t om_fpx_decode_sparse32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t row_len, size_t stop, const uint32_t *cols, size_t ncols);
+
 #endif

@@ -475,12 +475,29 @@ OM_INLINE void conv_sel(int kind, const void *q, void *dst, size_t n, float sf, 
  * the whole chunk's length only when stop == n. */
 static int64_t decode_part(const om_array_t *a, const uint8_t *in, size_t in_len, size_t n,
                            size_t L, size_t stop, void *vals, void *scratch, size_t scratch_len,
-                           int *kind, size_t *qw)
+                           int *kind, size_t *qw, const uint32_t *cols, size_t ncols)
 {
     const size_t F = L < n ? L : 0;
     const int dtype = a->dtype, compression = a->compression;
     *kind = -1;
     *qw = om_dtype_size(dtype);
+    if (ncols && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
+        if (compression == OM_FPX_XOR)
+            return om_fpx_decode_sparse32(in, in_len, n, (uint32_t *)vals, L, stop, cols, ncols);
+        int width = (int)om_dtype_size(dtype) * 8, zz = 1;
+        if (converts(dtype, compression)) {
+            if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
+                *kind = compression == OM_PFOR_INT16 ? 0 : 1;
+                width = 16;
+            } else {
+                *kind = dtype == OM_FLOAT ? 2 : 3;
+            }
+            *qw = (size_t)width / 8;
+        } else {
+            zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
+        }
+        return om_pfor_decode_sparse(in, in_len, n, zz, width, vals, L, stop, cols, ncols);
+    }
     if (converts(dtype, compression)) {
         int width;
         if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
@@ -899,10 +916,27 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
         const size_t stop = (size_t)((last / L + 1) * L);
         int kind = -1;
         size_t qw = es;
+        /* A few columns of long rows: decode only those (unique local columns
+         * of the selection; sparse when at most 1 in 8 of the row's values). */
+        uint32_t cols[OM_SPARSE_MAX_COLS];
+        size_t ncols = 0;
+        if (L >= 8 && hi[D - 1] - lo[D - 1] <= L / 8) {
+            const selpair_t *p = pairs[D - 1];
+            for (uint64_t q = lo[D - 1]; q < hi[D - 1]; q++) {
+                const uint32_t c = (uint32_t)((uint64_t)p[q].v - start[D - 1]);
+                if (ncols && cols[ncols - 1] == c)
+                    continue;
+                if (ncols == OM_SPARSE_MAX_COLS || 8 * (ncols + 1) > L) {
+                    ncols = 0;
+                    break;
+                }
+                cols[ncols++] = c;
+            }
+        }
         {
             const int64_t r = decode_part(a, data + chunk_off[k], (size_t)chunk_len[k],
                                           (size_t)count, (size_t)L, stop, vals, scratch,
-                                          scr_bytes, &kind, &qw);
+                                          scr_bytes, &kind, &qw, cols, ncols);
             if (r < 0 || (stop >= count && (uint64_t)r != chunk_len[k])) {
                 *bad = k;
                 rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;

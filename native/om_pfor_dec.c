@@ -1276,6 +1276,98 @@ OM_INLINE int64_t pfor_decode(const uint8_t *in, size_t in_len, size_t n, int zz
     return (int64_t)p;
 }
 
+/* Sparse columns: only the values at columns cols[0..nc) (sorted, unique, < L)
+ * of rows 0 .. stop / L - 1 are wanted (a time step through time-major chunks).
+ * The stream still has to be summed to its last wanted position, but between
+ * two wanted positions a plain sum of the deltas replaces the prefix scan and
+ * its stores, and the inverse delta2d only runs down the wanted columns
+ * (acc[k] = value one row up). Writes out[r * L + cols[k]] and nothing else. */
+#define DEFINE_PFOR_SPARSE(T, NAME, W)                                                       \
+    OM_INLINE T NAME##_sum(const T *o, size_t a, size_t b, const int zz)                     \
+    {                                                                                        \
+        T s = 0;                                                                             \
+        for (size_t j = a; j < b; j++) {                                                     \
+            T d = o[j];                                                                      \
+            if (zz)                                                                          \
+                d = (T)((d >> 1) ^ (T)(0 - (d & 1)));                                        \
+            s = (T)(s + d);                                                                  \
+        }                                                                                    \
+        return s;                                                                            \
+    }                                                                                        \
+    static int64_t NAME(const uint8_t *in, size_t in_len, size_t n, const int zz, T *out,      \
+                        size_t L, size_t stop, const uint32_t *cols, size_t nc, T *acc)      \
+    {                                                                                        \
+        const int level = om_simd_level();                                                   \
+        uint64_t first;                                                                      \
+        const int r0 = vbx_dec(in, in_len, W, &first);                                       \
+        if (r0 < 0)                                                                          \
+            return r0;                                                                       \
+        T prev = (T)first;                                                                   \
+        for (size_t k = 0; k < nc; k++)                                                      \
+            acc[k] = 0;                                                                      \
+        size_t row = 0, ci = 0, pos = cols[0];                                               \
+        if (pos == 0) { /* value 0 is the start value itself */                              \
+            out[0] = acc[0] = prev;                                                          \
+            if (++ci == nc) {                                                                \
+                ci = 0;                                                                      \
+                row++;                                                                       \
+            }                                                                                \
+            pos = row * L + cols[ci];                                                        \
+        }                                                                                    \
+        size_t p = (size_t)r0, g = 1;                                                        \
+        T o[128];                                                                            \
+        while (g < stop) {                                                                   \
+            const size_t m = n - g < 128 ? n - g : 128;                                      \
+            const int64_t r = dec_block(in + p, in_len - p, m, W, (W == 16 || W == 32) && m == 128, \
+                                        0, o, level);                                        \
+            if (r < 0)                                                                       \
+                return r;                                                                    \
+            p += (size_t)r;                                                                  \
+            size_t j = 0;                                                                    \
+            while (pos < g + m && row * L < stop) {                                          \
+                const size_t e = pos - g + 1;                                                \
+                prev = (T)(prev + NAME##_sum(o, j, e, zz));                                  \
+                j = e;                                                                       \
+                const T v = (T)(prev + acc[ci]);                                             \
+                out[pos] = acc[ci] = v;                                                      \
+                if (++ci == nc) {                                                            \
+                    ci = 0;                                                                  \
+                    row++;                                                                   \
+                }                                                                            \
+                pos = row * L + cols[ci];                                                    \
+            }                                                                                \
+            if (row * L >= stop && stop < n) /* all of the stream: consume it (size check) */ \
+                break;                                                                       \
+            prev = (T)(prev + NAME##_sum(o, j, m, zz));                                      \
+            g += m;                                                                          \
+        }                                                                                    \
+        return (int64_t)p;                                                                   \
+    }
+DEFINE_PFOR_SPARSE(uint8_t, pfor_sparse8, 8)
+DEFINE_PFOR_SPARSE(uint16_t, pfor_sparse16, 16)
+DEFINE_PFOR_SPARSE(uint32_t, pfor_sparse32, 32)
+DEFINE_PFOR_SPARSE(uint64_t, pfor_sparse64, 64)
+
+int64_t om_pfor_decode_sparse(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop, const uint32_t *cols,
+                              size_t ncols)
+{
+    if (n == 0 || out == NULL || (in == NULL && in_len) || row_len == 0 || ncols == 0 ||
+        ncols > OM_SPARSE_MAX_COLS || stop % row_len != 0 || cols[ncols - 1] >= row_len)
+        return OM_E_INVALID;
+    if (stop > n)
+        stop = n;
+    uint64_t acc[OM_SPARSE_MAX_COLS];
+    const int zz = zigzag != 0;
+    switch (width) {
+    case 8: return pfor_sparse8(in, in_len, n, zz, (uint8_t *)out, row_len, stop, cols, ncols, (uint8_t *)acc);
+    case 16: return pfor_sparse16(in, in_len, n, zz, (uint16_t *)out, row_len, stop, cols, ncols, (uint16_t *)acc);
+    case 32: return pfor_sparse32(in, in_len, n, zz, (uint32_t *)out, row_len, stop, cols, ncols, (uint32_t *)acc);
+    case 64: return pfor_sparse64(in, in_len, n, zz, (uint64_t *)out, row_len, stop, cols, ncols, acc);
+    default: return OM_E_INVALID;
+    }
+}
+
 int64_t om_pfor_decode_rows(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
                             void *out, size_t row_len, om_dec_sink sink, void *ctx)
 {
@@ -1573,6 +1665,60 @@ int64_t om_fpx_decode_prefix32(const uint8_t *in, size_t in_len, size_t n, uint3
                                size_t row_len, size_t stop)
 {
     return fpx_decode(in, in_len, n, 0, 32, out, row_len, stop < n ? stop : n);
+}
+
+/* fpx float32 at sparse columns (see om_pfor_decode_sparse): rbit and the
+ * shift are linear over XOR, so between two wanted positions the group's raw
+ * values are XOR-reduced and transformed once; xor2d runs down the columns. */
+int64_t om_fpx_decode_sparse32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t L, size_t stop, const uint32_t *cols, size_t nc)
+{
+    if (n == 0 || out == NULL || (in == NULL && in_len) || L == 0 || nc == 0 ||
+        nc > OM_SPARSE_MAX_COLS || stop % L != 0 || cols[nc - 1] >= L)
+        return OM_E_INVALID;
+    if (stop > n)
+        stop = n;
+    const int level = om_simd_level();
+    uint32_t acc[OM_SPARSE_MAX_COLS] = {0};
+    uint32_t o[128];
+    uint32_t prev = 0;
+    size_t row = 0, ci = 0, pos = cols[0];
+    size_t p = 0, g = 0;
+    while (g < stop) {
+        const size_t m = n - g < 128 ? n - g : 128;
+        if (p >= in_len)
+            return OM_E_TRUNCATED;
+        const unsigned hb = in[p++];
+        const int64_t r = dec_block(in + p, in_len - p, m, 32, m == 128, 0, o, level);
+        if (r < 0)
+            return r;
+        p += (size_t)r;
+        size_t j = 0;
+        while (pos < g + m && row * L < stop) {
+            const size_t e = pos - g + 1;
+            uint32_t x = 0;
+            for (; j < e; j++)
+                x ^= o[j];
+            if (hb < 32)
+                prev ^= rbit32(x) >> hb;
+            const uint32_t v = prev ^ acc[ci];
+            out[pos] = acc[ci] = v;
+            if (++ci == nc) {
+                ci = 0;
+                row++;
+            }
+            pos = row * L + cols[ci];
+        }
+        if (row * L >= stop && stop < n) /* all of the stream: consume it (size check) */
+            break;
+        uint32_t x = 0;
+        for (; j < m; j++)
+            x ^= o[j];
+        if (hb < 32)
+            prev ^= rbit32(x) >> hb;
+        g += m;
+    }
+    return (int64_t)p;
 }
 
 int64_t om_fpx_decode32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out)

@@ -784,3 +784,54 @@ def test_decode_select_partial_chunk_stops_early(tmp_path):
         with pytest.raises(OmCodecError):
             sel = [np.array([63]), np.arange(300)]
             _native.decode_select(codec, out, sel, np.array([0]), cut, lut[:1], np.array([half]))
+
+
+@settings(SETTINGS, max_examples=80)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_decode_select_sparse_columns_match_reference(tmp_path_factory, seed):
+    """A few columns of long chunk rows (a time step through time-major chunks):
+    the decoder sums the stream between wanted positions and filters down those
+    columns only; values must equal the reference reader's."""
+    rng = np.random.default_rng(seed)
+    dtype, comp = PAIRS[int(rng.integers(len(PAIRS)))]
+    ndim = int(rng.integers(1, 4))
+    nt = int(rng.integers(16, 900))
+    shape = (*[int(rng.integers(1, 12)) for _ in range(ndim - 1)], nt)
+    chunks = (*[int(rng.integers(1, d + 1)) for d in shape[:-1]], int(rng.integers(8, nt + 1)))
+    raw, codec, lut, ref = _multichunk(
+        tmp_path_factory.mktemp("sparse"), rng, dtype, comp, shape, chunks
+    )
+    sel = [_random_index(rng, d) for d in shape[:-1]]
+    k = int(rng.integers(1, 5))
+    last = rng.integers(0, shape[-1], size=k)  # unsorted, maybe repeated columns
+    if rng.random() < 0.5:
+        last = np.sort(last)
+    sel.append(last)
+    out = np.empty([len(s) for s in sel], codec.dtype)
+    idx = np.arange(lut.size - 1, dtype=np.uint64)
+    _native.decode_select(codec, out, sel, idx, exact(raw), lut[:-1], np.diff(lut))
+    assert_bitwise(out, ref[np.ix_(*sel)])
+
+
+def test_decode_select_sparse_columns_check_sizes(tmp_path):
+    """Sparse columns keep the checks: a chunk needed to its last row must use
+    exactly its byte range, a truncated one fails where its bytes are needed."""
+    rng = np.random.default_rng(7)
+    for dtype, comp in [("float32", "pfor_delta_2d_int16"), ("float32", "fpx_xor_2d")]:
+        raw, codec, lut, ref = _multichunk(tmp_path, rng, dtype, comp, (64, 300), (64, 300))
+        ln = int(np.diff(lut)[0])
+        sel = [np.arange(64), np.array([5])]
+        out = np.empty((64, 1), codec.dtype)
+        _native.decode_select(codec, out, sel, np.array([0]), exact(raw), lut[:1], np.array([ln]))
+        assert_bitwise(out, ref[:, 5:6])
+        with pytest.raises(OmCodecError, match="chunk 0"):
+            _native.decode_select(
+                codec, out, sel, np.array([0]), exact(raw + b"\0"), lut[:1], np.array([ln + 1])
+            )
+        cut = exact(raw[: int(lut[0]) + ln // 2])
+        first = [np.array([0, 1]), np.array([5])]
+        out2 = np.empty((2, 1), codec.dtype)
+        _native.decode_select(codec, out2, first, np.array([0]), cut, lut[:1], np.array([ln // 2]))
+        assert_bitwise(out2, ref[:2, 5:6])
+        with pytest.raises(OmCodecError):
+            _native.decode_select(codec, out, sel, np.array([0]), cut, lut[:1], np.array([ln // 2]))
