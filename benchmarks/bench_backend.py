@@ -1,7 +1,8 @@
 """xarray backend benchmarks (results in RESULTS.md, section "## xarray backend").
 
 Cases (all on the local disk, page cache warm, dask threaded scheduler with 2 workers
-unless said otherwise; every time is the best of ``--reps`` interleaved repetitions):
+unless said otherwise; times are medians of ``--reps`` interleaved repetitions, with the
+minimum and the process CPU time where given):
 
 1. ``chunks={}``: ``xr.open_dataset(p, engine="xarray_om", chunks={}).load()`` (one
    dask task per OM chunk) against a bare dask array with one task per OM chunk whose
@@ -9,10 +10,14 @@ unless said otherwise; every time is the best of ``--reps`` interleaved repetiti
    and, for scale, a bare dask array sharing one opened ``OmFile``.
 2. ``chunks="auto"`` load throughput against omfiles' raw whole read
    (``OmFileReader(p)[...]``) of the same file.
-3. ``open_mfdataset`` over 24 time-chunked files (``combine="by_coords"``): open and
-   load times for omfiles' backend and ours (``chunks={}`` and ``chunks="auto"``).
+3. ``open_mfdataset`` over 24 time-chunked files (``combine="by_coords"``): open times
+   for omfiles' backend and ours with the same keywords (``chunks``, ``parallel``), load
+   times with the tasks alone (no final concatenation) and the numpy floor of that
+   concatenation.
 4. ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``: whole
-   ``.sum()`` against the threaded scheduler (2 threads).
+   ``.sum()`` against the threaded scheduler (2 threads) on a 250 MB file, a 1 GB file
+   (37 tasks) and one task per OM chunk (per-task overhead), with the pickled sizes of
+   the dataset and the graph, and a control without files.
 
 Usage::
 
@@ -83,10 +88,12 @@ def write_file(
 
 
 class Timings:
-    """Wall and process-CPU times per label; reports the minimum of each over repetitions.
+    """Wall and process-CPU times per label, over interleaved repetitions.
 
-    The machine may be shared: the minimum wall time is the least disturbed run, and
-    CPU time (all threads of this process) shows the work done independently of waiting.
+    The machine may be shared: the report gives the median (typical) and the
+    minimum (least disturbed run) of the wall time, and the median CPU time
+    (all threads of this process), which shows the work done independently of
+    waiting.
     """
 
     def __init__(self) -> None:
@@ -102,7 +109,16 @@ class Timings:
         return out
 
     def best(self, label: str) -> tuple[float, float]:
-        return min(self.wall[label]), min(self.cpu[label])
+        """(median wall, median CPU) of ``label``."""
+        return float(np.median(self.wall[label])), float(np.median(self.cpu[label]))
+
+    def stats(self, label: str) -> dict[str, float]:
+        return {
+            "wall": float(np.median(self.wall[label])),
+            "wall_min": min(self.wall[label]),
+            "cpu": float(np.median(self.cpu[label])),
+            "n": len(self.wall[label]),
+        }
 
 
 def _read_block_by_path(path: str, key: tuple) -> np.ndarray:
@@ -214,8 +230,30 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
     }
 
 
+def _concat_floor(shape: tuple[int, int, int], n: int, t: Timings) -> None:
+    """What any backend's load of ``n`` time blocks pays after decoding: numpy alone.
+
+    dask's ``load()`` ends with one ``concatenate3`` of the blocks into a fresh
+    array (a strided copy along the last axis, single-threaded); the decoded
+    blocks are fresh allocations too (first-touch page faults).
+    """
+    blocks = [np.full(shape, i, np.float32) for i in range(n)]
+    t.run("floor concat", lambda: np.concatenate(blocks, axis=-1))
+
+    def fresh_blocks():
+        out = []
+        for _ in range(n):
+            b = np.empty(shape, np.float32)
+            b.fill(1.0)
+            out.append(b)
+        return out
+
+    t.run("floor alloc", fresh_blocks)
+
+
 def case_mfdataset(tmp: str, reps: int, quick: bool) -> dict:
     import dask
+    import dask.threaded
     import xarray as xr
     from omfiles.xarray import OmXarrayEntrypoint
 
@@ -227,12 +265,23 @@ def case_mfdataset(tmp: str, reps: int, quick: bool) -> dict:
         write_file(p, (ny, nx, nt), chunks, seed=i, t_start=T0 + 3600 * nt * i)
         paths.append(p)
 
+    omf = dict(engine=OmXarrayEntrypoint)
+    ours = dict(engine="xarray_om")
     variants = {
-        "omfiles": dict(engine=OmXarrayEntrypoint),
-        "ours_chunks_{}": dict(engine="xarray_om"),
-        "ours_auto": dict(engine="xarray_om", chunks="auto"),
-        "ours_auto_parallel": dict(engine="xarray_om", chunks="auto", parallel=True),
+        # omfiles declares no preferred chunks: its default chunks={} is one
+        # dask chunk per file, what chunks="auto" gives ours on these files.
+        "omfiles": omf,
+        "omfiles_auto": dict(omf, chunks="auto"),
+        "omfiles_parallel": dict(omf, parallel=True),
+        "omfiles_auto_parallel": dict(omf, chunks="auto", parallel=True),
+        "ours_auto": dict(ours, chunks="auto"),
+        "ours_auto_parallel": dict(ours, chunks="auto", parallel=True),
+        # One dask chunk per file, as omfiles' default gives, without dask's auto sizing.
+        "ours_-1": dict(ours, chunks=-1),
+        "ours_-1_parallel": dict(ours, chunks=-1, parallel=True),
+        "ours_chunks_{}": ours,
     }
+    loads = ("omfiles", "ours_auto", "ours_chunks_{}")
     t = Timings()
     values, ntasks = {}, {}
     with dask.config.set(scheduler="threads", num_workers=2):
@@ -243,71 +292,146 @@ def case_mfdataset(tmp: str, reps: int, quick: bool) -> dict:
                 ds = t.run(f"open {name}", lambda kw=kw: xr.open_mfdataset(paths, **kw))
                 var = next(iter(ds.data_vars.values()))
                 ntasks[name] = var.data.npartitions
-                t.run(f"load {name}", ds.load)
-                if rep == 0:
-                    values[name] = var.values
+                if name in loads:
+                    arr = var.data
+                    graph, keys = dict(arr.__dask_graph__()), arr.__dask_keys__()
+                    # The tasks alone (no final concatenation): the backend's share.
+                    t.run(
+                        f"tasks {name}",
+                        lambda g=graph, k=keys: dask.threaded.get(g, k, num_workers=2),
+                    )
+                    t.run(f"load {name}", ds.load)
+                    if rep == 0:
+                        values[name] = var.values
                 ds.close()
-    for name in variants:
+            _concat_floor((ny, nx, nt), 24, t)
+    for name in loads:
         np.testing.assert_array_equal(values[name], values["omfiles"])
     return {
         "files": 24,
         "file_shape": (ny, nx, nt),
         "chunks": chunks,
+        "mb": 24 * ny * nx * nt * 4 / 1e6,
         "variants": list(variants),
+        "loads": loads,
         "ntasks": ntasks,
-        "t": {k: t.best(k) for k in t.wall},
+        "t": {k: t.stats(k) for k in t.wall},
     }
+
+
+def _pickled_sizes(ds, total) -> tuple[int, int]:
+    """Bytes of the pickled dataset and of the pickled task graph of ``total``."""
+    import pickle
+
+    return len(pickle.dumps(ds)), len(pickle.dumps(dict(total.__dask_graph__())))
+
+
+def _cluster_cpu(client) -> float:
+    """Process CPU seconds used so far by the workers, the scheduler and this process.
+
+    LocalCluster runs its scheduler in this process (counted once).
+    """
+    workers = client.run(time.process_time)
+    own = time.process_time()
+    if client.run_on_scheduler(os.getpid) != os.getpid():
+        own += client.run_on_scheduler(time.process_time)
+    return sum(workers.values()) + own
+
+
+def _cluster_pair(client, t: Timings, label: str, collection, reps: int):
+    import dask
+
+    client.compute(collection).result()  # warm the workers (imports, file open)
+    r_cluster = r_threads = None
+    for _ in range(reps):
+        c0 = _cluster_cpu(client)
+        r_cluster = t.run(f"{label} cluster", lambda: client.compute(collection).result())
+        # CPU of every process of the cluster (the wall time on a shared 2-core
+        # machine mostly measures who else runs).
+        t.cpu[f"{label} cluster"][-1] = _cluster_cpu(client) - c0
+        with dask.config.set(scheduler="threads", num_workers=2):
+            r_threads = t.run(f"{label} threads", collection.compute)
+    return r_cluster, r_threads
+
+
+#: Worker environment that keeps decoded blocks off fresh mmap()s: distributed's nanny
+#: sets MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap
+#: threshold, so every multi-MB block a task allocates is a new mapping whose pages
+#: fault (and are zeroed) as the decoder writes them.
+HEAP_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
+
+
+def _local_cluster(env: dict | None):
+    import dask
+    import distributed
+
+    cfg = {} if env is None else {"distributed.nanny.pre-spawn-environ": env}
+    with dask.config.set(cfg):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
+    return cluster, distributed.Client(cluster, set_as_default=False)
 
 
 def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
-    import dask
-    import distributed
     import xarray as xr
 
-    shape = (181, 720, 240) if quick else (361, 720, 240)
-    path = os.path.join(tmp, "auto", "x".join(map(str, shape)), "temperature_2m.om")
-    write_file(path, shape, [1, 12, 240], seed=1)
-    chunks = {"lat": 46, "lon": -1, "time": -1}  # ~32 MB blocks of whole OM chunks
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    client = distributed.Client(cluster, set_as_default=False)
-    try:
-        ds = xr.open_dataset(path, engine="xarray_om", chunks=chunks)
-        total = ds["temperature_2m"].sum()
-        n_tasks = ds["temperature_2m"].data.npartitions
-        client.compute(total).result()  # warm the workers (imports, file open)
-        t = Timings()
-        r_cluster = r_threads = None
-        for _ in range(reps):
-            r_cluster = t.run("cluster", lambda: client.compute(total).result())
-            with dask.config.set(scheduler="threads", num_workers=2):
-                r_threads = t.run("threads", total.compute)
-        assert float(r_cluster) == float(r_threads), (r_cluster, r_threads)
-        ds.close()
-        # Control without OM files: the same block structure, CPU-bound numpy work
-        # (ufuncs release the GIL), to separate the cluster's own overhead on this
-        # machine from the backend's.
-        import dask.array as da
+    small = (181, 720, 240) if quick else (361, 720, 240)
+    small_path = os.path.join(tmp, "auto", "x".join(map(str, small)), "temperature_2m.om")
+    write_file(small_path, small, [1, 12, 240], seed=1)
+    # Realistic size: a global 0.25 degree grid, 10 days hourly (1 GB float32).
+    big = (361, 720, 240) if quick else (721, 1440, 240)
+    big_path = os.path.join(tmp, "cluster", "x".join(map(str, big)), "temperature_2m.om")
+    write_file(big_path, big, [1, 12, 240], seed=2)
+    tasks_shape = (60, 240, 96)  # 1,440 tasks of one OM chunk: per-task overhead
+    tasks_path = os.path.join(tmp, "tasks", "x".join(map(str, tasks_shape)), "temperature_2m.om")
+    write_file(tasks_path, tasks_shape, [1, 10, 96])
 
-        x = da.sin(da.ones(shape, chunks=(chunks["lat"], -1, -1), dtype=np.float32)).sum()
-        client.compute(x).result()
-        for _ in range(reps):
-            t.run("control cluster", lambda: client.compute(x).result())
-            with dask.config.set(scheduler="threads", num_workers=2):
-                t.run("control threads", x.compute)
-    finally:
-        client.close()
-        cluster.close()
-    return {
-        "shape": shape,
-        "n_tasks": n_tasks,
-        "t": {k: t.best(k) for k in ("cluster", "threads", "control cluster", "control threads")},
-    }
+    t = Timings()
+    out: dict = {}
+    runs = (
+        (None, "small", small_path, {"lat": 46, "lon": -1, "time": -1}),  # ~32 MB blocks
+        (None, "big", big_path, {"lat": 20, "lon": -1, "time": -1}),  # ~28 MB blocks
+        (None, "tasks", tasks_path, {}),
+        (HEAP_ENV, "big, heap env", big_path, {"lat": 20, "lon": -1, "time": -1}),
+    )
+    for env in (None, HEAP_ENV):
+        cluster, client = _local_cluster(env)
+        try:
+            for run_env, label, path, chunks in runs:
+                if run_env is not env:
+                    continue
+                ds = xr.open_dataset(path, engine="xarray_om", chunks=chunks)
+                var = ds["temperature_2m"]
+                total = var.sum()
+                ds_bytes, graph_bytes = _pickled_sizes(ds, total)
+                r_cluster, r_threads = _cluster_pair(client, t, label, total, reps)
+                assert float(r_cluster) == float(r_threads), (label, r_cluster, r_threads)
+                out[label] = {
+                    "shape": var.shape,
+                    "n_tasks": var.data.npartitions,
+                    "mb": var.size * 4 / 1e6,
+                    "dataset_pickle": ds_bytes,
+                    "graph_pickle": graph_bytes,
+                }
+                ds.close()
+            if env is None:
+                # Control without OM files: the same block structure, CPU-bound numpy
+                # work (ufuncs release the GIL), to separate the cluster's own overhead
+                # on this machine from the backend's.
+                import dask.array as da
+
+                x = da.sin(da.ones(small, chunks=(46, -1, -1), dtype=np.float32)).sum()
+                _cluster_pair(client, t, "control", x, reps)
+        finally:
+            client.close()
+            cluster.close()
+    out["t"] = {k: t.stats(k) for k in t.wall}
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -351,32 +475,76 @@ def report(results: dict, markdown: bool) -> str:
         lines.append(f"   throughput ours / omfiles: {ratio:.2f}x (wall)")
     if "3" in results:
         r = results["3"]
+        tt = r["t"]
+
+        def ms(label: str) -> str:
+            s = tt[label]
+            return f"{s['wall'] * 1e3:6.1f} ms (min {s['wall_min'] * 1e3:6.1f}, CPU {s['cpu'] * 1e3:6.1f})"
+
         lines.append(
-            f"3. open_mfdataset over {r['files']} files {r['file_shape']} (OM chunks "
-            f"{r['chunks']}), combine='by_coords', threads (2 workers)"
+            f"3. open_mfdataset over {r['files']} files {r['file_shape']} float32 "
+            f"({r['mb']:.0f} MB; OM chunks {r['chunks']}), combine='by_coords', threads (2 workers); "
+            "median wall (min, median CPU)"
         )
-        o = r["t"]["open omfiles"][0]
-        lo = r["t"]["load omfiles"][0]
         for k in r["variants"]:
-            ow, _ = r["t"][f"open {k}"]
-            lw, lc = r["t"][f"load {k}"]
-            extra = "" if k == "omfiles" else f"  -> open {o / ow:.2f}x, load {lo / lw:.2f}x"
-            lines.append(
-                f"   {k:<20} open {ow:6.3f} s  load {lw:6.3f} s wall ({lc:6.3f} s CPU) "
-                f"{r['ntasks'][k]:6d} tasks{extra}"
-            )
+            lines.append(f"   open {k:<22} {ms('open ' + k)} {r['ntasks'][k]:6d} tasks")
+        for a, b in (
+            ("ours_-1", "omfiles"),
+            ("ours_-1_parallel", "omfiles_parallel"),
+            ("ours_auto", "omfiles"),
+            ("ours_auto", "omfiles_auto"),
+            ("ours_auto_parallel", "omfiles_parallel"),
+            ("ours_auto_parallel", "omfiles_auto_parallel"),
+        ):
+            ratio = tt[f"open {b}"]["wall"] / tt[f"open {a}"]["wall"]
+            cpu = tt[f"open {b}"]["cpu"] / tt[f"open {a}"]["cpu"]
+            lines.append(f"   open {a} vs {b}: {ratio:.2f}x faster (wall), {cpu:.2f}x (CPU)")
+        for k in r["loads"]:
+            lines.append(f"   load {k:<22} {ms('load ' + k)}")
+            lines.append(f"     tasks only, no concat {ms('tasks ' + k)}")
+        lines.append(f"   floor: np.concatenate of 24 ready blocks  {ms('floor concat')}")
+        lines.append(f"   floor: allocate+touch 24 blocks (1 thr)   {ms('floor alloc')}")
+        lo, ls = tt["load omfiles"]["wall"], tt["load ours_auto"]["wall"]
+        floor = tt["floor concat"]["wall"]
+        lines.append(
+            f"   load ours_auto vs omfiles: {lo / ls:.2f}x (wall); even with free decoding "
+            f"(load = concat floor) at most {lo / floor:.2f}x"
+        )
     if "4" in results:
         r = results["4"]
-        c, th = r["t"]["cluster"][0], r["t"]["threads"][0]
+        tt = r["t"]
         lines.append(
-            f"4. .sum() over {r['shape']} float32 ({r['n_tasks']} tasks): LocalCluster(2 "
-            f"processes) {c:.3f} s, threads(2) {th:.3f} s -> cluster/threads speed {th / c:.2f}x"
+            "4. .sum() on LocalCluster(2 processes, 1 thread each) vs threads(2); median wall (min)"
         )
-        c, th = r["t"]["control cluster"][0], r["t"]["control threads"][0]
-        lines.append(
-            f"   control, sin(ones).sum() same blocks, no file: cluster {c:.3f} s, threads "
-            f"{th:.3f} s -> {th / c:.2f}x"
-        )
+        for label in ("small", "big", "big, heap env", "tasks", "control"):
+            c, th = tt[f"{label} cluster"], tt[f"{label} threads"]
+            if label == "control":
+                desc = "control: sin(ones).sum(), small's blocks, no file"
+            else:
+                d = r[label]
+                env = " (workers with HEAP_ENV)" if "heap" in label else ""
+                desc = (
+                    f"{label}: {d['shape']} ({d['mb']:.0f} MB) {d['n_tasks']} tasks{env}, "
+                    f"pickled dataset {d['dataset_pickle'] / 1e3:.1f} kB, "
+                    f"graph {d['graph_pickle'] / 1e3:.1f} kB"
+                )
+            lines.append(f"   {desc}")
+            lines.append(
+                f"      cluster {c['wall']:.3f} s (min {c['wall_min']:.3f})  threads "
+                f"{th['wall']:.3f} s (min {th['wall_min']:.3f})  -> cluster/threads speed "
+                f"{th['wall'] / c['wall']:.2f}x (min {th['wall_min'] / c['wall_min']:.2f}x)"
+            )
+            lines.append(
+                f"      CPU, all processes: cluster {c['cpu']:.3f} s, threads {th['cpu']:.3f} s "
+                f"-> {th['cpu'] / c['cpu']:.2f}x"
+            )
+            if label == "tasks":
+                n = r[label]["n_tasks"]
+                lines.append(
+                    f"      per task: cluster {c['wall'] / n * 1e6:.0f} us wall "
+                    f"{c['cpu'] / n * 1e6:.0f} us CPU, threads {th['wall'] / n * 1e6:.0f} us wall "
+                    f"{th['cpu'] / n * 1e6:.0f} us CPU"
+                )
     text = "\n".join(lines)
     return f"```\n{text}\n```" if markdown else text
 

@@ -100,3 +100,39 @@ def test_s3_on_cluster(client, s3, run_file):
         assert float(da.sum().compute()) == float(da.sum().compute(scheduler="sync"))
     seen = client.run(_worker_files)
     assert any(url in names for names in seen.values()), seen
+
+
+def test_cluster_graph_ships_no_data(client, run_file):
+    # What the client sends per task is a small node description, never array
+    # data: the whole-array sum graph stays under 2 kB per task, and the graph
+    # holds no numpy array larger than a coordinate.
+    import pickle
+
+    path, _ = run_file
+    with xr.open_dataset(path, engine=ENGINE, chunks={"lat": 4}) as ds:
+        da = ds["temperature_2m"]
+        total = da.sum()
+        graph = dict(total.__dask_graph__())
+        assert len(pickle.dumps(graph)) / len(graph) < 2048
+        found = []
+
+        def walk(obj, depth=0):
+            if depth > 12:
+                return
+            if isinstance(obj, np.ndarray):
+                found.append(obj.nbytes)
+            for attr in ("args", "kwargs", "value", "func", "array"):
+                child = getattr(obj, attr, None)
+                if child is not None and child is not obj:
+                    walk(child, depth + 1)
+            if isinstance(obj, (tuple, list)):
+                for c in obj:
+                    walk(c, depth + 1)
+            if isinstance(obj, dict):
+                for c in obj.values():
+                    walk(c, depth + 1)
+
+        for task in graph.values():
+            walk(task)
+        assert all(n <= 1024 for n in found), found
+        assert float(client.compute(total).result()) == float(total.compute(scheduler="sync"))
