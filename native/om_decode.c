@@ -954,27 +954,50 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                 t = e + 1;
             }
         }
-        /* Odometer over the selected positions of the other dimensions. */
-        for (int d = 0; d < D - 1; d++)
+        /* Odometer over the selected positions of dimensions 0 .. D - 3; the
+         * positions of dimension D - 2 (rows) run in the inner loop. */
+        const int R = D - 2; /* row dimension, -1 for 1-D arrays */
+        for (int d = 0; d < R; d++)
             t[d] = lo[d];
+        const selpair_t *rp = R >= 0 ? pairs[R] : NULL;
+        const uint64_t r_lo = R >= 0 ? lo[R] : 0, r_hi = R >= 0 ? hi[R] : 1;
+        const uint64_t r_cs = R >= 0 ? cstride[R] : 0, r_os = R >= 0 ? ostride[R] : 0;
+        const uint64_t r_start = R >= 0 ? start[R] : 0;
+        /* one element per row (a time step): converted or copied inline */
+        const int single = nruns == 1 && runs[0].len == 1;
+        const float sf = a->scale_factor, ao = a->add_offset;
         for (;;) {
-            uint64_t src = 0, dsto = 0;
-            for (int d = 0; d < D - 1; d++) {
-                src += ((uint64_t)pairs[d][t[d]].v - start[d]) * cstride[d];
-                dsto += pairs[d][t[d]].i * ostride[d];
+            uint64_t src0 = 0, dst0 = 0;
+            for (int d = 0; d < R; d++) {
+                src0 += ((uint64_t)pairs[d][t[d]].v - start[d]) * cstride[d];
+                dst0 += pairs[d][t[d]].i * ostride[d];
             }
-            uint8_t *ob = (uint8_t *)out + (size_t)dsto * es;
-            const uint8_t *vb = vals + (size_t)src * qw;
-            if (kind < 0) {
-                for (size_t u = 0; u < nruns; u++)
-                    copy_run(ob + (size_t)runs[u].i * es, vb + (size_t)runs[u].j * es, runs[u].len,
-                             es);
-            } else {
-                for (size_t u = 0; u < nruns; u++)
-                    conv_sel(kind, vb + (size_t)runs[u].j * qw, ob + (size_t)runs[u].i * es,
-                             (size_t)runs[u].len, a->scale_factor, a->add_offset, level);
+            for (uint64_t q = r_lo; q < r_hi; q++) {
+                const uint64_t src = R >= 0 ? src0 + ((uint64_t)rp[q].v - r_start) * r_cs : 0;
+                const uint64_t dsto = R >= 0 ? dst0 + rp[q].i * r_os : 0;
+                uint8_t *ob = (uint8_t *)out + (size_t)dsto * es;
+                const uint8_t *vb = vals + (size_t)src * qw;
+                if (single) {
+                    const size_t oi = (size_t)runs[0].i, vj = (size_t)runs[0].j;
+                    switch (kind) {
+                    case -1: copy_run(ob + oi * es, vb + vj * es, 1, es); break;
+                    case 0: conv16_c((const uint16_t *)vb + vj, (float *)ob + oi, 1, sf, ao); break;
+                    case 2: conv32_c((const uint32_t *)vb + vj, (float *)ob + oi, 1, sf, ao); break;
+                    default:
+                        conv_sel(kind, vb + vj * qw, ob + oi * es, 1, sf, ao, level);
+                        break;
+                    }
+                } else if (kind < 0) {
+                    for (size_t u = 0; u < nruns; u++)
+                        copy_run(ob + (size_t)runs[u].i * es, vb + (size_t)runs[u].j * es,
+                                 runs[u].len, es);
+                } else {
+                    for (size_t u = 0; u < nruns; u++)
+                        conv_sel(kind, vb + (size_t)runs[u].j * qw, ob + (size_t)runs[u].i * es,
+                                 (size_t)runs[u].len, sf, ao, level);
+                }
             }
-            int d = D - 2;
+            int d = R - 1;
             while (d >= 0 && ++t[d] == hi[d]) {
                 t[d] = lo[d];
                 d--;
