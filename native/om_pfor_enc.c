@@ -12,6 +12,13 @@
 #include "om_pfor.h"
 #include "om_internal.h"
 
+/* om_encode.c includes this file a second time, compiled for AVX2, with the
+ * public names given a suffix (OM_ENC_NAME) and internal linkage. */
+#ifndef OM_ENC_NAME
+#define OM_ENC_NAME(x) x
+#define OM_ENC_LINK
+#endif
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define OM_SSE2 1
@@ -318,7 +325,7 @@ static void vpack_u64(const uint64_t *restrict v, int b, int x86_lanes, uint8_t 
     vpack_u32(t, b, out);
 }
 
-OM_INLINE uint32_t om_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+OM_INLINE uint32_t enc_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
 /* ---- per-width template instances ---------------------------------------- */
 
@@ -337,7 +344,8 @@ OM_INLINE uint32_t om_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; 
 
 /* ---- fpx (spec 8) --------------------------------------------------------- */
 
-int64_t om_fpx_encode32(const uint32_t *in, size_t n, uint8_t *out, size_t cap)
+OM_ENC_LINK int64_t OM_ENC_NAME(om_fpx_encode32)(const uint32_t *in, size_t n, uint8_t *out,
+                                                 size_t cap)
 {
     if (!in || !out || n == 0) return OM_E_INVALID;
     uint32_t prev = 0;
@@ -366,7 +374,8 @@ int64_t om_fpx_encode32(const uint32_t *in, size_t n, uint8_t *out, size_t cap)
     return (int64_t)pos;
 }
 
-int64_t om_fpx_encode64(const uint64_t *in, size_t n, int x86_lanes, uint8_t *out, size_t cap)
+OM_ENC_LINK int64_t OM_ENC_NAME(om_fpx_encode64)(const uint64_t *in, size_t n, int x86_lanes,
+                                                 uint8_t *out, size_t cap)
 {
     if (!in || !out || n == 0) return OM_E_INVALID;
     uint64_t prev = 0;
@@ -422,7 +431,7 @@ static void FN(hist_)(const T *restrict v, unsigned m, int bmax, uint32_t *restr
             uint32_t x = (uint32_t)v[i];
             const uint32_t big = 0u - (uint32_t)(x >= (1u << 24));
             x = (x & ~big) | ((x >> 8) & big);
-            int32_t e = (int32_t)(om_fbits((float)(int32_t)x) >> 23) - 126;
+            int32_t e = (int32_t)(enc_fbits((float)(int32_t)x) >> 23) - 126;
             e = e > 0 ? e : 0;
             bl[i] = (uint8_t)(e + (int32_t)(8u & big));
         }
@@ -430,7 +439,7 @@ static void FN(hist_)(const T *restrict v, unsigned m, int bmax, uint32_t *restr
 #endif
     {
         for (unsigned i = 0; i < m; i++) {
-            int32_t e = (int32_t)(om_fbits((float)(int32_t)(uint32_t)v[i]) >> 23) - 126;
+            int32_t e = (int32_t)(enc_fbits((float)(int32_t)(uint32_t)v[i]) >> 23) - 126;
             bl[i] = (uint8_t)(e > 0 ? e : 0);
         }
     }
@@ -653,7 +662,8 @@ static int64_t FN(vbx_put_)(T x, uint8_t *out, size_t cap)
 
 /* PFor delta stream (spec 7.2): vbx(first), then blocks of 128 deltas,
  * vertical for full blocks of the 16/32-bit coders. */
-int64_t FN(om_pfor_encode)(const T *in, size_t n, int zigzag, uint8_t *out, size_t cap)
+OM_ENC_LINK int64_t OM_ENC_NAME(FN(om_pfor_encode))(const T *in, size_t n, int zigzag,
+                                                    uint8_t *out, size_t cap)
 {
     if (!in || !out || n == 0) return OM_E_INVALID;
     int64_t r = FN(vbx_put_)(in[0], out, cap);

@@ -808,16 +808,16 @@ def test_numpy_variables_encode_concurrently(tmp_path, monkeypatch):
     import threading
 
     barrier = threading.Barrier(2, timeout=20)
-    real = acc._native.encode_block
+    real = acc.EncodeBuffers.encode
     calls = []
 
-    def spy(codec, block, start):
+    def spy(self, codec, block, start):
         calls.append(threading.current_thread().name)
         if len(calls) <= 2:
             barrier.wait()  # breaks (BrokenBarrierError) unless both run concurrently
-        return real(codec, block, start)
+        return real(self, codec, block, start)
 
-    monkeypatch.setattr(acc._native, "encode_block", spy)
+    monkeypatch.setattr(acc.EncodeBuffers, "encode", spy)
     ds = xr.Dataset({"a": (("x",), np.arange(1000.0)), "b": (("x",), np.arange(1000.0) * 2)})
     ds.om.to_om(tmp_path / "c.om", num_workers=2)
     assert len(set(calls[:2])) == 2
@@ -828,13 +828,13 @@ def test_synchronous_scheduler_is_honoured(tmp_path, monkeypatch):
     import threading
 
     seen = set()
-    real = acc._native.encode_block
+    real = acc.EncodeBuffers.encode
 
     def spy(*a, **k):
         seen.add(threading.current_thread().name)
         return real(*a, **k)
 
-    monkeypatch.setattr(acc._native, "encode_block", spy)
+    monkeypatch.setattr(acc.EncodeBuffers, "encode", spy)
     ds = sample_dataset().chunk({"time": 5})
     with dask.config.set(scheduler="synchronous"):
         ds.om.to_om(tmp_path / "s.om", block_bytes=8192)
@@ -922,3 +922,28 @@ def test_peak_memory_is_bounded_by_the_window(tmp_path):
         assert v.shape == (n_rows, 20_000)
         rows = np.arange(n_rows - 3, n_rows)[:, None]
         np.testing.assert_array_equal(v[-3:, :50], ((rows * 7 + np.arange(50) * 3) % 1000))
+
+
+def test_encode_buffers_are_recycled(tmp_path, monkeypatch):
+    """Encoded bytes go into a few recycled buffers, not a fresh one per block."""
+    fresh = []
+    real_take = acc.EncodeBuffers._take
+
+    def take(self, nbytes):
+        n_free = len(self._free)
+        buf = real_take(self, nbytes)
+        if len(self._free) == n_free:  # nothing taken from the free list
+            fresh.append(buf.size)
+        return buf
+
+    monkeypatch.setattr(acc.EncodeBuffers, "_take", take)
+    monkeypatch.setattr(acc, "_ENCODE_BYTES", 4000)
+    values = np.random.default_rng(1).normal(size=(200, 10, 50)).astype("f4")
+    ds = xr.Dataset({"v": (("a", "b", "c"), da.from_array(values, chunks=(40, 10, 50)))})
+    p = tmp_path / "r.om"
+    enc = {"v": {"chunks": (2, 10, 50)}}
+    ds.om.to_om(p, encoding=enc, num_workers=2, window=2, block_bytes=80_000)
+    np.testing.assert_array_equal(ours(p)["v"][...], values)
+    # 5 jobs of 20 sub-blocks (one chunk each); at most window x 20 buffers are in use at once
+    assert 0 < len(fresh) <= 2 * 20
+    assert len(fresh) < 100

