@@ -1016,6 +1016,57 @@ def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch):
     assert calls == {"fetch": n, "decode": n}
 
 
+@pytest.mark.parametrize("spatial", [False, True])
+def test_dask_blocks_are_the_decoded_buffers(tmp_path, monkeypatch, spatial):
+    # No copy between the decoder and dask: every block a task returns is the
+    # very array OmArray.read decoded into (also with the spatial files' leading
+    # length-1 time axis, a view).
+    import dask.core
+    import dask.threaded
+
+    if spatial:
+        path = tmp_path / "s.om"
+        field = smooth_field((64, 30), 2)
+        write_spatial_file(
+            path,
+            {"t2m": (field, "C", 20.0)},
+            T0,
+            crs=REGULAR_WKT.format(lat0=-32, lon0=0, lat1=31, lon1=29),
+        )
+        name, chunks = "t2m", {"time": 1, "lat": 32, "lon": 30}  # OM chunks 32 x 30
+    else:
+        path, _ = big_run_file(tmp_path)
+        name, chunks = "temperature_2m", {"lat": 6, "lon": 24, "time": 48}
+    decoded = set()
+    orig = OmArray.read
+
+    def read(self, *a, **k):
+        out = orig(self, *a, **k)
+        base = out if out.base is None else out.base
+        decoded.add(base.__array_interface__["data"][0])
+        return out
+
+    with open_om(path, chunks=chunks) as ds:
+        arr = ds[name].data
+        monkeypatch.setattr(OmArray, "read", read)
+        blocks = dask.threaded.get(
+            dict(arr.__dask_graph__()), list(dask.core.flatten(arr.__dask_keys__()))
+        )
+        assert len(blocks) == arr.npartitions > 1
+        for b in blocks:
+            base = b if b.base is None else b.base
+            assert base.__array_interface__["data"][0] in decoded
+
+
+def big_run_file(tmp_path):
+    ny, nx, nt = 12, 40, 48
+    path = tmp_path / "temperature_2m.om"
+    write_run_file(
+        path, smooth_field((ny, nx, nt), 7), T0 + 3600 * np.arange(nt), chunks=[2, 6, 16]
+    )
+    return path, None
+
+
 _AXIS_KEY = st.one_of(
     st.integers(-12, 11),
     st.builds(
