@@ -42,4 +42,12 @@ int64_t om_encode_block(const om_array_t *a, const void *block, const uint64_t *
 /* Output capacity sufficient for om_encode_block on this block. */
 size_t om_encode_block_bound(const om_array_t *a, const uint64_t *block_shape);
 
+/* Read the byte ranges [starts[k], stops[k]) of the open file descriptor fd
+ * into buf + pos[k] (each inside buf[0, buf_len)) with pread, continuing
+ * partial reads. Returns OM_OK, OM_E_INVALID for a range outside buf, or
+ * -(1000 + k) when range k hit the end of the file (*err = 0) or failed
+ * (*err = errno). POSIX only (OM_E_INVALID elsewhere). */
+int64_t om_pread_ranges(int fd, size_t n, const uint64_t *starts, const uint64_t *stops,
+                        const uint64_t *pos, uint8_t *buf, size_t buf_len, int *err);
+
 #endif

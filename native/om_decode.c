@@ -6,6 +6,10 @@
  * delta2d filter is fused into the PFor prefix sums and the value step runs
  * in batches while the stream is decoded, so the integers are still in cache
  * when they are converted. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pread */
+#endif
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,9 @@
 #include "om_dec_internal.h"
 #include "om_dispatch.h"
 #include "om_internal.h"
+#if !defined(_WIN32)
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define OM_X86 1
@@ -1009,4 +1016,44 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
 done:
     free(mem);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading many ranges of a local file in one call (om_chunks.h)             */
+
+int64_t om_pread_ranges(int fd, size_t n, const uint64_t *starts, const uint64_t *stops,
+                        const uint64_t *pos, uint8_t *buf, size_t buf_len, int *err)
+{
+    int dummy;
+    if (err == NULL)
+        err = &dummy;
+    *err = 0;
+#if defined(_WIN32)
+    (void)fd; (void)n; (void)starts; (void)stops; (void)pos; (void)buf; (void)buf_len;
+    return OM_E_INVALID;
+#else
+    if (n && (starts == NULL || stops == NULL || pos == NULL || buf == NULL))
+        return OM_E_INVALID;
+    for (size_t k = 0; k < n; k++) {
+        if (stops[k] < starts[k] || pos[k] > buf_len || stops[k] - starts[k] > buf_len - pos[k] ||
+            stops[k] > (uint64_t)INT64_MAX)
+            return OM_E_INVALID;
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint64_t done = 0;
+        const uint64_t len = stops[k] - starts[k];
+        while (done < len) {
+            const ssize_t got = pread(fd, buf + pos[k] + done, (size_t)(len - done),
+                                      (off_t)(starts[k] + done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
+                *err = got < 0 ? errno : 0;
+                return -(int64_t)(1000 + k);
+            }
+            done += (uint64_t)got;
+        }
+    }
+    return OM_OK;
+#endif
 }

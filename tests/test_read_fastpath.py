@@ -758,3 +758,48 @@ def test_buffers_released_after_errors(om_file, monkeypatch):
         assert layout._THREAD.buf is held
         monkeypatch.undo()
         np.testing.assert_array_equal(a[1, 1, 1], ref["f32"][1, 1, 1])
+
+
+# --------------------------------------------------------------------------- native preads
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the native pread loop is POSIX only")
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_read_into_many_ranges_native(tmp_path_factory, data):
+    """Eight or more ranges on a local file go through one native pread loop:
+    same bytes as slicing the file, ranges in the tail still come from memory."""
+    p = tmp_path_factory.mktemp("pr") / "r.bin"
+    p.write_bytes(PAYLOAD)
+    tail = data.draw(st.sampled_from([0, 4096]))
+    src = open_source(p, tail_size=tail)
+    n = data.draw(st.integers(1, 40))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(PAYLOAD)), min_size=2 * n, max_size=2 * n)))
+    starts, stops = cuts[0::2], cuts[1::2]
+    gaps = data.draw(st.lists(st.integers(0, 70), min_size=n, max_size=n))
+    pos, p0 = [], 0
+    for a, b, g in zip(starts, stops, gaps, strict=True):
+        pos.append(p0 + g)
+        p0 += g + b - a
+    buf = np.zeros(p0 + 1, np.uint8)
+    src.read_into(starts, stops, buf, pos)
+    for a, b, q in zip(starts, stops, pos, strict=True):
+        assert bytes(buf[q : q + b - a]) == PAYLOAD[a:b]
+    src.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the native pread loop is POSIX only")
+def test_read_into_many_ranges_truncated(tmp_path):
+    p = tmp_path / "t.bin"
+    p.write_bytes(PAYLOAD)
+    src = open_source(p, tail_size=0)
+    with open(p, "r+b") as fh:
+        fh.truncate(30000)
+    starts = list(range(0, 40000, 4000))
+    stops = [a + 100 for a in starts]
+    buf = np.zeros(len(starts) * 100, np.uint8)
+    with pytest.raises(OmFormatError, match=r"read of \[32000, 32100\).*truncated"):
+        src.read_into(starts, stops, buf, [100 * k for k in range(len(starts))])
+    src.close()
+    with pytest.raises(ValueError, match="outside the buffer"):
+        _native.pread_ranges(0, np.array([0]), np.array([10]), np.array([0]), bytearray(5))

@@ -27,6 +27,7 @@ __all__ = [
     "encode_chunk",
     "encode_lut",
     "index_run",
+    "pread_ranges",
 ]
 
 _MESSAGES = {
@@ -455,6 +456,38 @@ def decode_box(
             raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
     finally:
         _box_tls.args = args
+
+
+def pread_ranges(
+    fd: int, starts: np.ndarray, stops: np.ndarray, positions: np.ndarray, buf: object
+) -> tuple[int, int]:
+    """Read file ranges ``[starts[k], stops[k])`` of ``fd`` into ``buf`` at ``positions[k]``
+    in one native call (one ``pread`` per range, the GIL released).
+
+    Returns ``(-1, 0)`` on success, else ``(k, errno)`` for the first range that
+    failed (``errno`` 0: the file ended early). POSIX only.
+    """
+    starts, stops, positions = _u64(starts), _u64(stops), _u64(positions)
+    n = starts.size
+    if stops.size != n or positions.size != n:
+        raise ValueError("starts, stops and positions differ in length")
+    err = ffi.new("int *")
+    b = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
+    r = lib.om_pread_ranges(
+        fd,
+        n,
+        ffi.from_buffer("uint64_t[]", starts),
+        ffi.from_buffer("uint64_t[]", stops),
+        ffi.from_buffer("uint64_t[]", positions),
+        b,
+        len(b),
+        err,
+    )
+    if r == 0:
+        return -1, 0
+    if r <= -1000:
+        return int(-r - 1000), int(err[0])
+    raise ValueError(f"cannot read ranges: {_message(r)} (ranges outside the buffer?)")
 
 
 def encode_block(

@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 DEFAULT_TAIL_SIZE = 64 * 1024
+# read_into() with at least this many ranges on a local file reads them in one
+# native call (POSIX pread loop) instead of one Python call per range.
+_NATIVE_PREADS = 8
+_POSIX = os.name == "posix"
 # Local reads cost a system call each, not a round trip: a small tail is enough.
 LOCAL_TAIL_SIZE = 16 * 1024
 
@@ -473,11 +477,14 @@ class Source:
                 p += b - a
         size = self._size if self._size >= 0 else self.size
         end = 0
+        last_a = 0
         for a, b, p in zip(starts, stops, positions, strict=True):
             if not 0 <= a <= b <= size:
                 self._check(a, b)
             if p + b - a > end:
                 end = p + b - a
+            if a > last_a:
+                last_a = a
         if end > buf.nbytes:
             raise ValueError("buffer too small for the ranges")
         mv = memoryview(buf)
@@ -487,6 +494,16 @@ class Source:
         tail_start = self._tail_start if tail else size + 1
         h = self._conn()
         remote: list[tuple[int, int, int]] = []
+        if type(h) is int and len(starts) >= _NATIVE_PREADS and _POSIX and last_a < tail_start:
+            # Many ranges (scattered chunks): one native call, no Python per read.
+            from .. import _native
+
+            k, err = _native.pread_ranges(h, starts, stops, positions, mv)
+            if k >= 0:
+                if err:
+                    raise OSError(err, os.strerror(err), self.name)
+                raise self._short(starts[k], stops[k], 0)
+            return
         if type(h) is int:
             # Ranges adjacent both in the file and in the buffer (a run split at
             # io_size_max) cost one system call.
