@@ -947,3 +947,15 @@ def test_encode_buffers_are_recycled(tmp_path, monkeypatch):
     # 5 jobs of 20 sub-blocks (one chunk each); at most window x 20 buffers are in use at once
     assert 0 < len(fresh) <= 2 * 20
     assert len(fresh) < 100
+
+
+def test_output_that_cannot_be_opened_stops_the_encoding_threads(tmp_path):
+    """Encoding starts before the output is opened; a failing open cancels it cleanly."""
+    import threading
+
+    before = threading.active_count()
+    ds = sample_dataset().chunk({"time": 2})
+    with pytest.raises(FileNotFoundError):
+        ds.om.to_om(tmp_path / "missing" / "o.om", num_workers=2, block_bytes=4096)
+    assert threading.active_count() == before
+    assert not any(t.name.startswith("om-to_om") for t in threading.enumerate())

@@ -108,7 +108,7 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -1202,8 +1202,21 @@ class _Progress:
 
 def _ordered_results(
     ex: Any, jobs: list[_Job], plan: _Plan, on_clamp: str, window: int, progress: _Progress
-) -> Iterator[tuple]:
-    """Encoded blocks in file order; at most ``window`` jobs submitted and not yet consumed."""
+) -> Generator[Any, None, None]:
+    """Encoded blocks in file order; at most ``window`` jobs submitted and not yet consumed.
+
+    The first ``window`` jobs are submitted now, not at the first ``next()``, so
+    that encoding overlaps opening the output and writing the first records;
+    ``close()`` the result to cancel what is still pending.
+    """
+    gen = _ordered_gen(ex, jobs, plan, on_clamp, window, progress)
+    next(gen)  # runs up to the priming yield: the first jobs are submitted
+    return gen
+
+
+def _ordered_gen(
+    ex: Any, jobs: list[_Job], plan: _Plan, on_clamp: str, window: int, progress: _Progress
+) -> Generator[Any, None, None]:
     pending: collections.deque = collections.deque()
     it = iter(enumerate(jobs))
 
@@ -1216,6 +1229,7 @@ def _ordered_results(
     try:
         for _ in range(window):
             submit_next()
+        yield None  # primed
         while pending:
             i, handle = pending[0]
             yield from handle.results()
@@ -1250,11 +1264,11 @@ def _write_plan(
         try:
             w_size = window if window is not None else 2 * ex.num_workers
             results = _ordered_results(ex, jobs, plan, on_clamp, max(1, w_size), progress)
-            with OmWriter(target, storage_options=storage_options, overwrite=mode == "w") as w:
-                try:
+            try:
+                with OmWriter(target, storage_options=storage_options, overwrite=mode == "w") as w:
                     _write_records(w, plan, results)
-                finally:
-                    results.close()
+            finally:
+                results.close()
             errored = False
         finally:
             progress.close(errored)

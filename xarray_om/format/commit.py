@@ -45,7 +45,7 @@ TEMP_SUFFIX = ".om-tmp"
 _LOCAL_BUFFER = 2**20
 # Local sinks start the disk writeback of every this many bytes as they are written,
 # so that the fsync at commit waits for the tail only, not for the whole file.
-_WRITEBACK_BYTES = 8 * 2**20
+_WRITEBACK_BYTES = 4 * 2**20
 
 
 def _load_sync_file_range() -> Any:
