@@ -29,7 +29,7 @@
 #endif
 
 #ifdef OM_ENC_AVX2
-#include <emmintrin.h>
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2")
 #define OM_ENC_SFX_(x) x##_avx2

@@ -64,9 +64,39 @@ OM_INLINE __m128i rbit_bytes_sse2(__m128i x)
 }
 #endif
 
+#ifdef __AVX2__
+/* AVX2 build (om_encode.c): bytes reversed with one shuffle, the bits of each
+ * byte with two nibble look-ups; 8 (4) values per step. */
+OM_INLINE __m256i rbit_bytes_avx2(__m256i v)
+{
+    const __m256i lo_tab = _mm256_setr_epi8(
+        0x00, 0x80, 0x40, 0xC0, 0x20, 0xA0, 0x60, 0xE0, 0x10, 0x90, 0x50, 0xD0, 0x30, 0xB0, 0x70,
+        0xF0, 0x00, 0x80, 0x40, 0xC0, 0x20, 0xA0, 0x60, 0xE0, 0x10, 0x90, 0x50, 0xD0, 0x30,
+        0xB0, 0x70, 0xF0);
+    const __m256i hi_tab = _mm256_setr_epi8(0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15, 0,
+                                            8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(v, m4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    return _mm256_or_si256(_mm256_shuffle_epi8(lo_tab, lo), _mm256_shuffle_epi8(hi_tab, hi));
+}
+#endif
+
 static void rbit_shl32(uint32_t *x, unsigned m, int hb)
 {
     unsigned i = 0;
+#ifdef __AVX2__
+    {
+        const __m128i c = _mm_cvtsi32_si128(hb);
+        const __m256i bswap = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12,
+                                               3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
+        for (; i + 8 <= m; i += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+            v = rbit_bytes_avx2(_mm256_shuffle_epi8(_mm256_sll_epi32(v, c), bswap));
+            _mm256_storeu_si256((__m256i *)(void *)(x + i), v);
+        }
+    }
+#endif
 #ifdef OM_SSE2
     const __m128i cnt = _mm_cvtsi32_si128(hb);
     for (; i + 4 <= m; i += 4) {
@@ -82,6 +112,18 @@ static void rbit_shl32(uint32_t *x, unsigned m, int hb)
 static void rbit_shl64(uint64_t *x, unsigned m, int hb)
 {
     unsigned i = 0;
+#ifdef __AVX2__
+    {
+        const __m128i c = _mm_cvtsi32_si128(hb);
+        const __m256i bswap = _mm256_setr_epi8(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8,
+                                               7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+        for (; i + 4 <= m; i += 4) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+            v = rbit_bytes_avx2(_mm256_shuffle_epi8(_mm256_sll_epi64(v, c), bswap));
+            _mm256_storeu_si256((__m256i *)(void *)(x + i), v);
+        }
+    }
+#endif
 #ifdef OM_SSE2
     const __m128i cnt = _mm_cvtsi32_si128(hb);
     for (; i + 2 <= m; i += 2) {

@@ -466,6 +466,7 @@ class ArrayStream:
         self._lut = np.empty(self.n_chunks + 1, np.uint64)
         self._lut[0] = writer.position
         self._state = "open"
+        self._buffers = EncodeBuffers()
 
     # -- helpers
 
@@ -579,9 +580,11 @@ class ArrayStream:
         block = self._as_block(block)
         start = self._check_run(block.shape)
         n_bad = self._check_clamp(block)
-        data, lengths = _native.encode_block(self.codec, block, start)
+        data, lengths, buf = self._buffers.encode(self.codec, block, start)
         self.clamped += n_bad
         self._append(data, lengths)
+        del data
+        self._buffers.give(buf)  # one buffer serves every block of the stream
 
     def append_encoded(self, data: Any, chunk_lengths: Any) -> None:
         """Append chunks encoded elsewhere (they must be the next chunks in order).
@@ -916,7 +919,9 @@ class OmWriter:
                 )
             check = False
 
-        def encode(item: tuple[tuple[int, ...], tuple[slice, ...]]) -> tuple[Any, np.ndarray, int]:
+        buffers = EncodeBuffers()
+
+        def encode(item: tuple[tuple[int, ...], tuple[slice, ...]]) -> tuple[Any, ...]:
             start, sl = item
             block = _load(data, sl, codec.dtype)
             n_bad = (
@@ -924,8 +929,8 @@ class OmWriter:
                 if check
                 else 0
             )
-            enc, lengths = _native.encode_block(codec, block, start)
-            return enc, lengths, n_bad
+            enc, lengths, buf = buffers.encode(codec, block, start)
+            return enc, lengths, n_bad, buf
 
         stream = ArrayStream(self, codec, on_clamp)
         self._stream = stream
@@ -934,9 +939,11 @@ class OmWriter:
             n_threads = threads if threads is not None else min(4, os.cpu_count() or 1)
             # closing(): on an error, stop the encoder threads now, not at garbage collection
             with contextlib.closing(_ordered_map(encode, plan, n_threads)) as results:
-                for enc, lengths, n_bad in results:
+                for enc, lengths, n_bad, buf in results:
                     stream.clamped += n_bad
                     stream._append(enc, lengths)
+                    del enc
+                    buffers.give(buf)  # written: reusable for a later block
             return stream._finish(raw_name, kids)
         except BaseException:
             stream.cancel()
