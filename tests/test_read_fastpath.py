@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from xarray_om import _native
 from xarray_om.errors import OmCodecError, OmFormatError
 from xarray_om.format import layout
+from xarray_om.format import reader as reader_mod
 from xarray_om.format import source as source_mod
 from xarray_om.format.layout import (
     THREAD_BUFFER_MAX,
@@ -364,6 +365,7 @@ def _memory_copy(path: Path) -> str:
 @pytest.mark.parametrize("io", [(65536, 512), (300, 0), (1, 0)])
 def test_partial_lut_loading_and_small_reads(many_chunks, io, kind):
     path, data = many_chunks
+    reader_mod._SNAPSHOTS.clear()  # earlier opens of the same file would hand over a full LUT
     rng = np.random.default_rng(io[0])
     src = path if kind == "local" else _memory_copy(path)
     with OmFile(src, io_size_max=io[0], io_size_merge=io[1]) as f:
@@ -803,3 +805,42 @@ def test_read_into_many_ranges_truncated(tmp_path):
     src.close()
     with pytest.raises(ValueError, match="outside the buffer"):
         _native.pread_ranges(0, np.array([0]), np.array([10]), np.array([0]), bytearray(5))
+
+
+# --------------------------------------------------------------------------- reopening
+
+
+def test_reopen_adopts_tail_metadata(tmp_path):
+    """A file opened again (same size, same tail bytes) takes over the records, LUT
+    and array context parsed by the previous open; a changed tail does not."""
+    data = np.cumsum(np.random.default_rng(3).normal(size=(30, 20, 50)), axis=2)
+    data = data.astype(np.float32)
+    path = tmp_path / "r.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=(3, 4, 10), name="x"))
+    with OmFile(path) as f:
+        np.testing.assert_array_equal(f.root[1, 2, :], data[1, 2, :])
+    with OmFile(path) as f:
+        core = f._core
+        assert core.adopted is not None
+        lut = f.root._lut
+        assert lut.complete
+        np.testing.assert_array_equal(f.root[...], data)
+        np.testing.assert_array_equal(f.root[:, :, 7], data[:, :, 7])
+    # same size, another name in the root record: the tail differs, nothing adopted
+    with OmWriter(tmp_path / "o.om") as w:
+        w.close(w.write_array(data, chunks=(3, 4, 10), name="y"))
+    raw = (tmp_path / "o.om").read_bytes()
+    assert len(raw) == path.stat().st_size
+    path.write_bytes(raw)
+    with OmFile(path) as f:
+        assert f._core.adopted is None
+        assert f.root.name == "y"
+        np.testing.assert_array_equal(f.root[...], data)
+    # another size: another identity
+    other = (data[::-1] * 2).astype(np.float32)
+    with OmWriter(path) as w:
+        w.close(w.write_array(other[:, :, :40], chunks=(3, 4, 10), name="x"))
+    with OmFile(path) as f:
+        assert f._core.adopted is None
+        np.testing.assert_array_equal(f.root[...], other[:, :, :40])

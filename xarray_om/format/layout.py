@@ -648,6 +648,16 @@ class Lut:
                 )
             self._complete = True
 
+    @property
+    def complete(self) -> bool:
+        """Whether every entry is loaded (the object is then never written again)."""
+        return self._complete
+
+    @property
+    def entries(self) -> np.ndarray:
+        """The ``n_chunks + 1`` entries (only meaningful once :attr:`complete`)."""
+        return self._entries
+
     def load_all(self) -> np.ndarray:
         """All ``n_chunks + 1`` entries (reads the whole LUT once)."""
         if not self._complete:
@@ -736,6 +746,29 @@ class V3Lut(Lut):
                 f"[{lut_offset}, {lut_offset + lut_size}) lies outside the file "
                 f"({source.size} bytes)"
             )
+
+    @classmethod
+    def complete_from(
+        cls, source: Source, lut_offset: int, lut_size: int, entries: np.ndarray, **kw: Any
+    ) -> V3Lut:
+        """A complete table with ``entries`` already decoded and checked (shared,
+        never written: complete tables are not loaded again)."""
+        self = cls.__new__(cls)
+        self.source = source
+        self.n_chunks = entries.size - 1
+        self.n_entries = entries.size
+        self.n_groups = -(-self.n_entries // LUT_GROUP)
+        self.what = kw.get("what", "")
+        self.io_size_max = kw.get("io_size_max", 65536)
+        self.io_size_merge = kw.get("io_size_merge", 512)
+        self._entries = entries
+        self._have = np.ones(self.n_groups, bool)
+        self._complete = True
+        self.lut_offset = lut_offset
+        self.nbytes = lut_size
+        self.stride = lut_size // self.n_groups
+        self.group_bytes = self.stride
+        return self
 
     def _run_range(self, g0: int, g1: int) -> tuple[int, int]:
         return (self.lut_offset + g0 * self.stride, self.lut_offset + g1 * self.stride)

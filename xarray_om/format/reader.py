@@ -113,10 +113,71 @@ class _Core:
         self.checked: set[tuple[int, int]] = set()
         self.shared = False
         self.legacy: LegacyHeader | None = None
+        self.adopted: _Snapshot | None = None
         self.version, self.root_offset, self.root_size = self._detect()
         self.state = _FileState(
             source.spec, source.size, self.version, self.root_offset, self.root_size
         )
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """Reuse what an earlier open of the same file parsed from its tail.
+
+        Same size and a byte-identical tail (the bytes just read) mean the same
+        records and look-up tables wherever they lie inside the tail: those
+        Records, complete LUT entries and array contexts are taken over instead
+        of being parsed and built again. Anything outside the tail is read and
+        parsed as usual. Snapshots are taken when a file is closed (see
+        :meth:`snapshot`) and hold no source or descriptor.
+        """
+        snap = _SNAPSHOTS.get(self._snap_key())
+        if snap is None or self.legacy is not None:
+            return
+        t0, tail = self.source.tail_view()
+        if snap.tail_start != t0 or snap.tail != tail:
+            return
+        self.records.update(snap.records)
+        self.checked.update(snap.checked)
+        self.adopted = snap
+        src = self.source
+        for k, (rec, entries, grid, codec) in snap.arrays.items():
+            what = f"array {rec.name!r} (record at {rec.offset})"
+            lut = V3Lut.complete_from(src, rec.lut_offset, rec.lut_size, entries, what=what)
+            self.luts[k] = lut
+            self.ctxs[k] = (lut, grid, codec, codec.dtype, rec.dims)
+
+    def _snap_key(self) -> tuple:
+        # The read settings too: a file opened with other ones loads its LUT its own way.
+        return (*self.state.key, self.io_size_max, self.io_size_merge)
+
+    def snapshot(self) -> None:
+        """Keep what was parsed from the tail for the next open of the file (_adopt)."""
+        if self.legacy is not None:
+            return
+        key = self._snap_key()
+        snap = self.adopted
+        if (
+            snap is not None
+            and _SNAPSHOTS.get(key) is snap
+            and len(self.records) == len(snap.records)
+            and len(self.ctxs) == len(snap.arrays)
+        ):
+            return  # nothing parsed beyond what the snapshot already holds
+        t0, tail = self.source.tail_view()
+        if not tail:
+            return
+        records = {k: r for k, r in dict(self.records).items() if k[0] >= t0}
+        arrays = {}
+        for k, ctx in dict(self.ctxs).items():
+            lut = ctx[0]
+            if k[0] >= t0 and isinstance(lut, V3Lut) and lut.complete and lut.lut_offset >= t0:
+                rec = records.get(k)
+                if rec is not None:
+                    arrays[k] = (rec, lut.entries, ctx[1], ctx[2])
+        checked = {k for k in set(self.checked) if k[0] >= t0}
+        if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX and key not in _SNAPSHOTS:
+            _SNAPSHOTS.clear()
+        _SNAPSHOTS[key] = _Snapshot(t0, tail, records, checked, arrays)
 
     def _bad(self, msg: str) -> OmFormatError:
         return OmFormatError(msg, source=self.name)
@@ -256,6 +317,23 @@ class _Core:
                 lut = V3Lut(self.source, n_chunks, rec.lut_offset, rec.lut_size, **kw)
             self.luts[key] = lut
         return lut
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a closed file had parsed from its tail (see _Core.snapshot)."""
+
+    tail_start: int
+    tail: bytes
+    records: dict
+    checked: set
+    arrays: dict  # record key -> (Record, complete LUT entries, Grid, ArrayCodec)
+
+
+# Per file identity (source key, size, root record) and read settings, bounded; no
+# descriptors held.
+_SNAPSHOTS: dict[tuple, _Snapshot] = {}
+_SNAPSHOTS_MAX = 64
 
 
 _REGISTRY: OrderedDict[tuple, _Core] = OrderedDict()
@@ -446,7 +524,10 @@ class OmFile:
                 del _REGISTRY[core.state.key]
             shared = core.shared
         if not shared:
-            core.source.close()
+            try:
+                core.snapshot()
+            finally:
+                core.source.close()
 
     @property
     def closed(self) -> bool:

@@ -263,6 +263,12 @@ class Source:
                 self._tail, self._tail_start = tail, start
             self._size = size
 
+    def tail_view(self) -> tuple[int, bytes]:
+        """``(start, bytes)`` of the file's tail held in memory (``b""`` if none)."""
+        if self._size < 0:
+            self._open()
+        return self._tail_start, self._tail
+
     @property
     def size(self) -> int:
         """File size in bytes."""
