@@ -772,6 +772,41 @@ def test_count_out_of_range(comp, dtype, sf, ao, values, expected):
     assert count_out_of_range(np.array(values, dtype), comp, sf, ao) == expected
 
 
+def _full_count(values, comp, sf, ao):
+    """count_out_of_range without its min/max shortcut (the elementwise definition)."""
+    from xarray_om.format import writer
+
+    real = writer._extremes_in_range
+    try:
+        writer._extremes_in_range = lambda *a: False
+        return count_out_of_range(values, comp, sf, ao)
+    finally:
+        writer._extremes_in_range = real
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    comp=st.sampled_from([0, 2]),
+    dtype=st.sampled_from(["float32", "float64"]),
+    sf=st.sampled_from([20.0, -20.0, 1000.0, 0.5, 1e-3, 3.0e4]),
+    ao=st.sampled_from([0.0, 5.0, -1600.0, 1e6]),
+    values=st.lists(
+        st.one_of(
+            st.floats(width=32, allow_nan=True, allow_infinity=True),
+            st.floats(min_value=-2000, max_value=2000, width=32),
+            st.sampled_from([1638.3, 1638.325, -1638.4, -1638.425, 1638.35, 1.0e8]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_count_out_of_range_shortcut_agrees(comp, dtype, sf, ao, values):
+    if comp == 0 and dtype == "float64":
+        comp = 2
+    v = np.array(values, dtype)
+    assert count_out_of_range(v, comp, sf, ao) == _full_count(v, comp, sf, ao)
+
+
 def test_on_clamp_modes(tmp_path):
     v = np.full((20, 20), 1e6, np.float32)
     with OmWriter(tmp_path / "x.om") as w:
