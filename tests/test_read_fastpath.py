@@ -844,3 +844,26 @@ def test_reopen_adopts_tail_metadata(tmp_path):
     with OmFile(path) as f:
         assert f._core.adopted is None
         np.testing.assert_array_equal(f.root[...], other[:, :, :40])
+
+
+def test_point_reads_one_chunk(tmp_path, monkeypatch):
+    """Keys of ints and whole axes that fit one chunk take the point-read path
+    (decode_box1) and give what numpy gives; anything else falls through."""
+    data = np.cumsum(np.random.default_rng(4).normal(size=(7, 9, 40)), axis=2).astype(np.float32)
+    path = tmp_path / "p.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=(2, 3, 40), name="x"))
+    calls = []
+    real = _native.decode_box1
+    monkeypatch.setattr(_native, "decode_box1", lambda *a: calls.append(a[4]) or real(*a))
+    with OmFile(path) as f:
+        a = f.root
+        for key in [(1, 2, slice(None)), (-1, -9, slice(None)), (6, 8, 39), (0, 0, -40)]:
+            np.testing.assert_array_equal(a[key], data[key])
+        assert len(calls) == 4
+        for key in [(slice(None), 2, 3), (1, slice(0, 3), 4), (np.int64(1), 2, 3), (1, 2)]:
+            np.testing.assert_array_equal(a[key], data[key])
+        assert len(calls) == 4
+        for key in [(7, 0, 0), (0, -10, 0), (0, 0, 40)]:
+            with pytest.raises(IndexError):
+                a[key]

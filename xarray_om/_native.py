@@ -490,6 +490,71 @@ def pread_ranges(
     raise ValueError(f"cannot read ranges: {_message(r)} (ranges outside the buffer?)")
 
 
+def decode_box1(
+    codec: ArrayCodec,
+    out: np.ndarray,
+    start: list[int],
+    count: list[int],
+    chunk_idx: int,
+    data: memoryview,
+    chunk_off: int,
+    chunk_len: int,
+    source: object = None,
+) -> None:
+    """:func:`decode_box` for one chunk, for callers that built ``start``/``count``
+    from a validated key and ``out`` with ``np.empty`` (the reader's point reads):
+    no argument checks beyond the native ones."""
+    args = _box_tls.args
+    if args is None:
+        args = _BoxArgs()
+    else:
+        _box_tls.args = None
+    try:
+        iota_arr, iota = _iota
+        n_iota = iota_arr.size
+        ptrs = args.sel_ptrs
+        ndim = len(start)
+        for d in range(ndim):
+            s = start[d]
+            e = s + count[d]
+            if e <= n_iota:
+                ptrs[d] = iota + s
+            else:  # rare: beyond the shared run; decode_box handles growth and long runs
+                _box_tls.args = args
+                args = None
+                decode_box(
+                    codec, out, start, count, chunk_idx, data, chunk_off, chunk_len, source=source
+                )
+                return
+        lens = args.sel_len
+        lens[0:ndim] = count
+        p_idx = args.chunk_idx
+        p_idx[0] = chunk_idx
+        args.chunk_off[0] = chunk_off
+        args.chunk_len[0] = chunk_len
+        buf = ffi.from_buffer("uint8_t[]", data)
+        bad = args.bad
+        r = lib.om_decode_select(
+            codec._c(),
+            ptrs,
+            lens,
+            ffi.from_buffer(out),
+            1,
+            p_idx,
+            buf,
+            len(buf),
+            args.chunk_off,
+            args.chunk_len,
+            bad,
+        )
+        if r < 0:
+            where = f"chunk {chunk_idx}" if bad[0] < 1 else "selection"
+            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+    finally:
+        if args is not None:
+            _box_tls.args = args
+
+
 def encode_block(
     codec: ArrayCodec, block: np.ndarray, block_start: Sequence[int]
 ) -> tuple[memoryview, np.ndarray]:
