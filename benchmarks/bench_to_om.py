@@ -18,7 +18,11 @@ Writers (same data, OM chunks, compression and scale factor for all):
 
 Times: medians (and minima, "best") over ``--reps`` repetitions of writing a
 whole file (open to committed file; ours includes fsync + rename), all writers
-interleaved in each repetition so that load changes hit all alike; throughput =
+interleaved in each repetition so that load changes hit all alike (the order
+rotated each repetition; before every write, untimed, the previous output is
+removed and ``os.sync()`` flushes dirty pages, so that no writer pays for the
+background writeback of the previous one's unsynced file); CPU = process CPU
+time (all threads, user + system) of the write; throughput =
 input bytes / median wall time; "vs omfiles.dask" compares with omfiles.dask on
 the same source (in-memory or file-backed). Peak RSS above start: the kernel's
 peak-RSS mark is reset right before one write in a fresh process per (case,
@@ -137,6 +141,18 @@ def make_sources(data: np.ndarray, workdir: str) -> dict:
     return out
 
 
+def settle(path: str) -> None:
+    """Untimed, before every write: remove the last output and flush dirty pages.
+
+    omfiles does not fsync, so without this the kernel would write its file back
+    (and free the previous output) while the next writer runs, charging whichever
+    writer comes next.
+    """
+    if os.path.exists(path):
+        os.unlink(path)
+    os.sync()
+
+
 def write_once(sources: dict, case: str, writer: str, path: str) -> float:
     """Write one file; returns the wall time from the call to the committed file."""
     import dask
@@ -202,6 +218,7 @@ def rss_one(case: str, writer: str, shape: tuple[int, ...]) -> dict:
         os.mkdir(os.path.join(d, "warm"))
         warm = make_sources(smooth((4, 64, shape[2])), os.path.join(d, "warm"))
         write_once(warm, case, writer, os.path.join(d, "warm.om"))  # imports, pools
+        settle(os.path.join(d, "out.om"))
         base = reset_peak_rss()
         write_once(sources, case, writer, os.path.join(d, "out.om"))
         peak = _status_kib("VmHWM")
@@ -229,9 +246,12 @@ def timings(shape: tuple[int, ...], reps: int) -> list[dict]:
         path = os.path.join(d, "out.om")
         for case in CASES:
             check_same_values(sources, case, d)
-        for _ in range(reps):
+        for rep in range(reps):
+            # Rotated each repetition: no writer always runs right after the same one.
+            order = WRITERS[rep % len(WRITERS) :] + WRITERS[: rep % len(WRITERS)]
             for case in CASES:
-                for writer in WRITERS:
+                for writer in order:
+                    settle(path)
                     c0 = time.process_time()
                     times[case, writer].append(write_once(sources, case, writer, path))
                     cpu[case, writer].append(time.process_time() - c0)
