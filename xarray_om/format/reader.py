@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -93,10 +93,12 @@ class _FileState:
     version: int
     root_offset: int
     root_size: int
+    # registry / snapshot key, computed once (looked up several times per open)
+    key: tuple = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple:
-        return (self.spec.key, self.size, self.version, self.root_offset, self.root_size)
+    def __post_init__(self) -> None:
+        key = (self.spec.key, self.size, self.version, self.root_offset, self.root_size)
+        object.__setattr__(self, "key", key)
 
 
 class _Core:
