@@ -817,7 +817,7 @@ class _DaskBlocks:
         if optimize is not None:
             dsk = optimize(dsk, keys)
         self.graph = dict(dsk)
-        self.name = x.name
+        self.keys = keys  # nested lists of block keys, indexed like the block grid
         self.offsets = [np.concatenate(([0], np.cumsum(c))).astype(int).tolist() for c in x.chunks]
 
     def start(self, idx: tuple[int, ...]) -> tuple[int, ...]:
@@ -827,7 +827,12 @@ class _DaskBlocks:
         import dask.local
         from dask.optimization import cull
 
-        keys = [(self.name, *idx) for idx in idxs]
+        keys = []
+        for idx in idxs:
+            k = self.keys
+            for i in idx:
+                k = k[i]
+            keys.append(k)
         dsk, _ = cull(self.graph, keys)
         return list(dask.local.get_sync(dsk, keys))
 
