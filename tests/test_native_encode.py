@@ -843,3 +843,38 @@ def test_manifest_is_json(fixtures_dir):
     m = json.loads((fixtures_dir / "manifest.json").read_text())
     assert len(m["files"]) > 20
     assert read_om(fixtures_dir / "dtype_int8__pfor_delta_2d.om").record.dims
+
+
+_PORTABLE_SCRIPT = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from _refbytes import VALID_PAIRS
+from test_native_encode import make_data
+from xarray_om._native import encode_chunk
+rng = np.random.default_rng(7)
+for dtype, comp in VALID_PAIRS:
+    for kind in ("smooth", "noisy", "extreme"):
+        for n in (1, 7, 256, 1000, 4099):
+            v = make_data(np.dtype(dtype), n, kind, rng).reshape(-1, n if n < 100 else 1)
+            print(dtype, comp, kind, n, hashlib.sha1(encode_chunk(v, comp, 20.0, 0.5)).hexdigest())
+"""
+
+
+def test_portable_coders_write_the_same_bytes():
+    # The coders have an AVX2 build picked at load time; OM_NATIVE_NO_SIMD=1 keeps
+    # the portable one. Both must write the same bytes for every pair.
+    import os
+    from pathlib import Path
+
+    script = _PORTABLE_SCRIPT.format(tests=str(Path(__file__).parent))
+    outs = []
+    for flag in ("1", ""):
+        env = {**os.environ, "OM_NATIVE_NO_SIMD": flag}
+        r = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout.splitlines())
+    assert len(outs[0]) == len(VALID_PAIRS) * 15
+    assert outs[0] == outs[1]
