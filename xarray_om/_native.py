@@ -555,13 +555,27 @@ def decode_box1(
             _box_tls.args = args
 
 
+def encode_block_bound(codec: ArrayCodec, shape: Sequence[int]) -> int:
+    """Bytes an output buffer needs to hold the encoded chunks of a block of ``shape``."""
+    return int(
+        lib.om_encode_block_bound(codec._c(), ffi.new("uint64_t[]", [int(s) for s in shape]))
+    )
+
+
 def encode_block(
-    codec: ArrayCodec, block: np.ndarray, block_start: Sequence[int]
+    codec: ArrayCodec,
+    block: np.ndarray,
+    block_start: Sequence[int],
+    *,
+    out: np.ndarray | None = None,
 ) -> tuple[memoryview, np.ndarray]:
     """Encode every chunk of a chunk-aligned block.
 
     Returns (concatenated chunk bytes, length of each chunk) in block-local
-    row-major chunk order.
+    row-major chunk order. ``out`` is an optional uint8 buffer of at least
+    :func:`encode_block_bound` bytes to encode into (the returned bytes are a
+    view of it); recycling buffers saves the page faults of fresh multi-MiB
+    allocations.
     """
     block = np.ascontiguousarray(block, dtype=codec.dtype)
     a = codec._c()
@@ -573,7 +587,10 @@ def encode_block(
     for s, c in zip(block.shape, codec.chunks, strict=True):
         n_chunks *= -(-s // c)
     cap = lib.om_encode_block_bound(a, shape)
-    out = np.empty(cap, np.uint8)
+    if out is None:
+        out = np.empty(cap, np.uint8)
+    elif out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or out.size < cap:
+        raise ValueError(f"out must be a contiguous 1-D uint8 array of at least {cap} bytes")
     lengths = np.empty(n_chunks, np.uint64)
     r = lib.om_encode_block(
         a,
@@ -581,7 +598,7 @@ def encode_block(
         start,
         shape,
         ffi.from_buffer(out),
-        cap,
+        out.size,
         ffi.from_buffer("uint64_t[]", lengths),
         n_chunks,
     )

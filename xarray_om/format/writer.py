@@ -38,7 +38,6 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import _native
-from .._om_native import ffi, lib
 from ..errors import OmEncodingError
 from .commit import DEFAULT_BUFFER_SIZE, Sink, open_sink
 from .records import (
@@ -399,9 +398,6 @@ class EncodeBuffers:
     threads, encoding 100 MB of float32 in 2 MiB blocks took 65 ms of CPU with
     recycled buffers and 115 ms with fresh ones. Buffers are handed back with
     :meth:`give` once their bytes are written; thread-safe.
-
-    (The native call is made here because ``_native.encode_block`` has no
-    ``out=`` parameter yet.)
     """
 
     def __init__(self) -> None:
@@ -428,25 +424,15 @@ class EncodeBuffers:
         self, codec: _native.ArrayCodec, block: np.ndarray, block_start: Sequence[int]
     ) -> tuple[memoryview, np.ndarray, np.ndarray]:
         """Like ``_native.encode_block``; also returns the buffer to :meth:`give` back."""
-        block = np.ascontiguousarray(block, dtype=codec.dtype)
         if block.ndim != len(codec.dims):
             raise OmEncodingError(f"block has {block.ndim} dimensions, array has {len(codec.dims)}")
-        a = codec._c()
-        start = ffi.new("uint64_t[]", [int(x) for x in block_start])
-        shape = ffi.new("uint64_t[]", list(block.shape))
-        n_chunks = math.prod(-(-n // c) for n, c in zip(block.shape, codec.chunks, strict=True))
-        out = self._take(lib.om_encode_block_bound(a, shape))
-        lengths = np.empty(n_chunks, np.uint64)
-        r = lib.om_encode_block(
-            a, ffi.from_buffer(block), start, shape, ffi.from_buffer(out), out.size,
-            ffi.from_buffer("uint64_t[]", lengths), n_chunks,
-        )  # fmt: skip
-        if r < 0:
+        out = self._take(_native.encode_block_bound(codec, block.shape))
+        try:
+            data, lengths = _native.encode_block(codec, block, block_start, out=out)
+        except BaseException:
             self.give(out)
-            raise OmEncodingError(
-                f"cannot encode block at {tuple(block_start)}: {_native._message(r)}"
-            )
-        return memoryview(out)[:r], lengths, out
+            raise
+        return data, lengths, out
 
 
 # --------------------------------------------------------------------------- array stream
