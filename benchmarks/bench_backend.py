@@ -398,6 +398,7 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
     runs = (
         ("small", small_path, {"lat": 46, "lon": -1, "time": -1}),  # ~32 MB blocks
         ("big", big_path, {"lat": 20, "lon": -1, "time": -1}),  # ~28 MB blocks
+        ("big_auto", big_path, "auto"),  # dask's default block size (128 MiB)
         ("tasks", tasks_path, {}),
     )
     cluster, client = _local_cluster()
@@ -527,7 +528,7 @@ def report(results: dict, markdown: bool) -> str:
         lines.append(
             "4. .sum() on LocalCluster(2 processes, 1 thread each) vs threads(2); median wall (min)"
         )
-        for label in ("small", "big", "tasks", "control"):
+        for label in ("small", "big", "big_auto", "tasks", "control"):
             c, th = tt[f"{label} cluster"], tt[f"{label} threads"]
             if label == "control":
                 desc = "control: sin(ones).sum(), small's blocks, no file"
