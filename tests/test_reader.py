@@ -26,6 +26,7 @@ from xarray_om.format import reader as reader_mod
 from xarray_om.format.layout import Grid, normalize_key, plan_reads
 from xarray_om.format.reader import MAX_DEPTH, OmArray, OmFile, OmGroup, OmScalar
 from xarray_om.format.records import encode_array_record, encode_scalar_record, encode_trailer
+from xarray_om.format.writer import OmWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -1012,3 +1013,67 @@ def test_fsspec_open_errors():
     fs.pipe(f"/bad/{os.getpid()}.om", b"hello world, this is not an OM file at all!")
     with pytest.raises(OmFormatError, match=f"memory:///bad/{os.getpid()}.om"):
         OmFile(f"memory:///bad/{os.getpid()}.om")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_local_source_descriptor_lifetime(tmp_path):
+    """A local source owns one descriptor: released by close(), by dropping an
+    unclosed source, and when the open fails after os.open (empty tail read)."""
+    import gc
+
+    from xarray_om.format.source import open_source
+
+    path = tmp_path / "d.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(np.arange(10, dtype=np.int32), chunks=(4,), name="x"))
+
+    def n_fds(target=path):  # descriptors open on target (others may come and go meanwhile)
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                n += os.readlink(f"/proc/self/fd/{fd}") == str(target)
+            except OSError:
+                pass
+        return n
+
+    gc.collect()
+    before = n_fds()
+    src = open_source(path)
+    assert n_fds() == before + 1
+    src.close()
+    assert n_fds() == before
+    src = open_source(path)
+    del src
+    gc.collect()
+    assert n_fds() == before
+    for _ in range(20):
+        with OmFile(path) as f:
+            np.testing.assert_array_equal(f.root[1:3], [1, 2])
+    assert n_fds() == before
+    with pytest.raises(FileNotFoundError):
+        open_source(tmp_path / "missing.om")
+    # a directory opens (Linux) but its tail read fails: the descriptor is closed
+    with pytest.raises(OSError):
+        open_source(tmp_path)
+    assert n_fds(tmp_path) == 0
+
+
+def test_local_spec_cache_and_relative_paths(tmp_path, monkeypatch):
+    """Absolute paths map to one cached spec; a relative path is resolved against
+    the working directory of every call, never cached."""
+    from xarray_om.format import source as source_mod
+
+    for sub, value in (("a", 1), ("b", 2)):
+        (tmp_path / sub).mkdir()
+        with OmWriter(tmp_path / sub / "f.om") as w:
+            w.close(w.write_array(np.full(3, value, np.int32), chunks=(3,), name="x"))
+    absolute = str(tmp_path / "a" / "f.om")
+    assert source_mod.spec_for(absolute) is source_mod.spec_for(absolute)
+    with pytest.raises(ValueError, match="storage_options"):
+        source_mod.spec_for(absolute, storage_options={"anon": True})
+    for sub, value in (("a", 1), ("b", 2)):
+        monkeypatch.chdir(tmp_path / sub)
+        with OmFile("f.om") as f:
+            assert f.source_name == str(tmp_path / sub / "f.om")
+            assert f.root[0] == value
+    assert "f.om" not in source_mod._LOCAL_SPECS

@@ -24,7 +24,6 @@ import io
 import os
 import pickle
 import threading
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,8 @@ _NATIVE_PREADS = 8
 _POSIX = os.name == "posix"
 # Local reads cost a system call each, not a round trip: a small tail is enough.
 LOCAL_TAIL_SIZE = 16 * 1024
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 # Bumped in every forked child: descriptors, sockets and event loops inherited
 # from the parent are not reused (fsspec's async loops do not survive a fork).
@@ -133,8 +134,7 @@ class LocalSpec(SourceSpec):
         return self.path
 
     def _connect(self) -> Any:
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-        return os.open(self.path, flags)
+        return os.open(self.path, _OPEN_FLAGS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,16 +235,53 @@ class Source:
         self._handle: Any = None
         self._generation = -1
         self._closed = False
-        self._finalizer: weakref.finalize | None = None
+        # descriptor this object owns (closed by _drop_handle / __del__), -1 if none
+        self._fd = -1
         self._tail_start = 0
         self._tail = b""
         self._tail_size = int(spec.default_tail_size if tail_size is None else tail_size)
         self._size = -1
         # Reads cost a system call or a memory copy, not a request: splitting
         # them (io_size_max) buys nothing, adjacent ranges are read at once.
-        self.local = isinstance(spec, (LocalSpec, BytesSpec))
+        local = type(spec) is LocalSpec
+        self.local = local or isinstance(spec, (LocalSpec, BytesSpec))
         if not lazy:
-            self._open()
+            if local:
+                self._open_local()
+            else:
+                self._open()
+
+    def _open_local(self) -> None:
+        # _open for a local file: the hot path of every (cold) open, three
+        # system calls (open, fstat, pread of the tail) and no Python layers.
+        fd = self.spec._connect()
+        self._fd = fd
+        self._handle = fd
+        self._generation = _FORK_GENERATION
+        try:
+            size = os.fstat(fd).st_size
+            n = self._tail_size
+            if n > 0 and size > 0:
+                start = size - n if size > n else 0
+                tail = os.pread(fd, size - start, start)
+                if len(tail) != size - start:
+                    raise OmFormatError(
+                        f"reading the last {size - start} bytes returned {len(tail)}: the "
+                        "file is truncated or changed while open",
+                        source=self.name,
+                    )
+                self._tail, self._tail_start = tail, start
+        except BaseException:
+            self._drop_handle()
+            raise
+        self._size = size
+
+    def __del__(self) -> None:
+        # The descriptor's owner is this object (weakref.finalize costs more per open).
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            self._fd = -1
+            _close_fd(fd)
 
     def _open(self) -> None:
         with self._lock:
@@ -294,7 +331,7 @@ class Source:
                     fs, path = handle
                     handle = (pickle.loads(pickle.dumps(fs)), path)
                 if isinstance(handle, int):
-                    self._finalizer = weakref.finalize(self, _close_fd, handle)
+                    self._fd = handle
                 self._handle = handle
                 self._generation = _FORK_GENERATION
         return self._handle
@@ -302,9 +339,10 @@ class Source:
     def _drop_handle(self) -> None:
         # An fd inherited by a forked child is the child's own copy: closing it there
         # does not affect the parent.
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            _close_fd(fd)
         self._handle = None
 
     def close(self) -> None:
@@ -583,8 +621,29 @@ def _local_path_of(fs: Any, path: str) -> str | None:
     return None
 
 
+# LocalSpec per absolute path as given (specs are immutable): a reopen of the same
+# path skips normalising it and building the spec (and its cache key) again.
+_LOCAL_SPECS: dict[str, LocalSpec] = {}
+_LOCAL_SPECS_MAX = 1024
+
+
+def _local_spec(path: str) -> LocalSpec:
+    spec = _LOCAL_SPECS.get(path)
+    if spec is None:
+        spec = LocalSpec(os.path.abspath(path))
+        if os.path.isabs(path):  # a relative path depends on the working directory
+            if len(_LOCAL_SPECS) >= _LOCAL_SPECS_MAX:
+                _LOCAL_SPECS.clear()
+            _LOCAL_SPECS[path] = spec
+    return spec
+
+
 def spec_for(source: Any, *, storage_options: dict | None = None) -> SourceSpec:
     """The :class:`SourceSpec` for anything :func:`open_source` accepts."""
+    if type(source) is str and not storage_options:
+        spec = _LOCAL_SPECS.get(source)
+        if spec is not None:
+            return spec
     if isinstance(source, SourceSpec):
         return source
     if isinstance(source, Source):
@@ -602,7 +661,7 @@ def spec_for(source: Any, *, storage_options: dict | None = None) -> SourceSpec:
             if source.startswith("file://") and "::" not in source:
                 return LocalSpec(source[len("file://") :])
             return UrlSpec(source, dict(storage_options or {}))
-        return LocalSpec(os.path.abspath(source))
+        return _local_spec(source)
     if isinstance(source, tuple) and len(source) == 2:
         fs, path = source
         if not hasattr(fs, "cat_file"):
