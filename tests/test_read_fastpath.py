@@ -178,6 +178,7 @@ def test_fast_path_is_taken(om_file, monkeypatch):
     )
     spy(_native, "decode_select")
     spy(_native, "decode_box")
+    spy(_native, "decode_run")
     with OmFile(path) as f:
         spy(type(f.source), "read_into")
         spy(type(f.source), "read_range_into")
@@ -186,7 +187,10 @@ def test_fast_path_is_taken(om_file, monkeypatch):
         assert calls == ["read_range_into", "decode_box"]
         calls.clear()
         np.testing.assert_array_equal(a[3, 2, :], ref["f32"][3, 2, :])  # a run of 5 chunks
-        assert calls == ["read_range_into", "decode_box"]
+        assert calls == ["read_range_into", "decode_run"]  # point key: no box planning
+        calls.clear()
+        np.testing.assert_array_equal(a[3, 2, 1:], ref["f32"][3, 2, 1:])  # same run, a box
+        assert calls == ["read_range_into", "decode_run"]
         calls.clear()
         np.testing.assert_array_equal(a[..., 5], ref["f32"][..., 5])  # scattered chunks
         assert calls == ["read_into", "decode_select"]
@@ -867,3 +871,57 @@ def test_point_reads_one_chunk(tmp_path, monkeypatch):
         for key in [(7, 0, 0), (0, -10, 0), (0, 0, 40)]:
             with pytest.raises(IndexError):
                 a[key]
+
+
+@pytest.mark.parametrize("chunks", [(1, 9, 8), (2, 3, 8), (1, 1, 40), (7, 9, 8), (3, 9, 40)])
+def test_point_reads_run_of_chunks(tmp_path, monkeypatch, chunks):
+    """Keys of ints and whole axes whose chunks form one run of consecutive indices
+    take the run path (decode_run, one read); ints on a split axis below a split
+    whole axis do not. Same values as numpy either way, also on a reopen (shared
+    complete LUT and its cached chunk lengths)."""
+    data = np.cumsum(np.random.default_rng(5).normal(size=(7, 9, 40)), axis=2).astype(np.float32)
+    path = tmp_path / "run.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=chunks, name="x"))
+    calls = []
+    real = _native.decode_run
+    monkeypatch.setattr(_native, "decode_run", lambda *a: calls.append(a[4]) or real(*a))
+    keys = [
+        (1, 2, slice(None)),
+        (-1, -9, slice(None)),
+        (0, slice(None), slice(None)),
+        (slice(None), 3, slice(None)),
+        (slice(None), slice(None), 5),
+        (slice(None), slice(None), slice(None)),
+        (6, slice(None), -1),
+    ]
+    for _ in range(2):  # second round: a reopen that adopts the first open's metadata
+        with OmFile(path) as f:
+            a = f.root
+            for key in keys:
+                calls.clear()
+                got = a[key]
+                np.testing.assert_array_equal(got, data[key])
+                assert got.shape == data[key].shape and got.dtype == data.dtype
+                grid = [-(-n // c) for n, c in zip(data.shape, chunks, strict=True)]
+                split = [isinstance(k, slice) and g > 1 for k, g in zip(key, grid, strict=True)]
+                after = split.index(True) if any(split) else len(key)
+                run = any(split) and all(
+                    isinstance(k, slice) or g == 1
+                    for k, g in zip(key[after:], grid[after:], strict=True)
+                )
+                assert len(calls) == int(run), (key, calls)
+
+
+def test_decode_run_long_and_beyond_shared_indices(tmp_path, monkeypatch):
+    """decode_run with chunk indices beyond the shared 0, 1, 2, ... run (capped)
+    falls back to explicit indices and still decodes the right chunks."""
+    data = np.arange(3 * 400, dtype=np.int32).reshape(3, 400)
+    path = tmp_path / "long.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=(1, 1), name="x"))
+    monkeypatch.setattr(_native, "_IOTA_CAP", 16)
+    monkeypatch.setattr(_native, "_iota", (np.empty(0, np.int64), _native.ffi.NULL))
+    with OmFile(path) as f:
+        for i in (0, 2, -1):
+            np.testing.assert_array_equal(f.root[i, :], data[i, :])

@@ -22,6 +22,7 @@ __all__ = [
     "decode_box",
     "decode_chunk",
     "decode_lut",
+    "decode_run",
     "decode_select",
     "encode_block",
     "encode_chunk",
@@ -549,6 +550,74 @@ def decode_box1(
         )
         if r < 0:
             where = f"chunk {chunk_idx}" if bad[0] < 1 else "selection"
+            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+    finally:
+        if args is not None:
+            _box_tls.args = args
+
+
+def decode_run(
+    codec: ArrayCodec,
+    out: np.ndarray,
+    start: list[int],
+    count: list[int],
+    first: int,
+    data: memoryview,
+    chunk_off: np.ndarray,
+    chunk_len: np.ndarray,
+    source: object = None,
+) -> None:
+    """:func:`decode_box1` for the consecutive chunks ``first, first + 1, ...`` (one per
+    entry of ``chunk_off``/``chunk_len``, uint64 C-contiguous arrays), e.g. a time
+    series through chunks that split the last dimension: the chunk indices point
+    into the shared ``0, 1, 2, ...`` run, no argument checks beyond the native ones."""
+    n = chunk_off.size
+    iota_arr, iota = _iota
+    if first + n > iota_arr.size:
+        if first + n > _IOTA_CAP:
+            idx = np.arange(first, first + n, dtype=np.uint64)
+            decode_box(codec, out, start, count, idx, data, chunk_off, chunk_len, source=source)
+            return
+        iota_arr, iota = _iota_upto(first + n)
+    args = _box_tls.args
+    if args is None:
+        args = _BoxArgs()
+    else:
+        _box_tls.args = None
+    try:
+        n_iota = iota_arr.size
+        ptrs = args.sel_ptrs
+        ndim = len(start)
+        for d in range(ndim):
+            s = start[d]
+            if s + count[d] <= n_iota:
+                ptrs[d] = iota + s
+            else:  # rare: beyond the shared run; decode_box handles growth and long runs
+                _box_tls.args = args
+                args = None
+                idx = np.arange(first, first + n, dtype=np.uint64)
+                decode_box(codec, out, start, count, idx, data, chunk_off, chunk_len, source=source)
+                return
+        lens = args.sel_len
+        lens[0:ndim] = count
+        buf = ffi.from_buffer("uint8_t[]", data)
+        bad = args.bad
+        p_idx = ffi.cast("uint64_t *", iota + first)  # non-negative int64 = same uint64
+        r = lib.om_decode_select(
+            codec._c(),
+            ptrs,
+            lens,
+            ffi.from_buffer(out),
+            n,
+            p_idx,
+            buf,
+            len(buf),
+            ffi.from_buffer("uint64_t[]", chunk_off),
+            ffi.from_buffer("uint64_t[]", chunk_len),
+            bad,
+        )
+        if r < 0:
+            where = f"chunk {first + bad[0]}" if bad[0] < n else "selection"
             raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
     finally:
         if args is not None:

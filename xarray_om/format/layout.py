@@ -554,6 +554,7 @@ class Lut:
         self._entries = np.zeros(self.n_entries, np.int64)
         self._have = np.zeros(self.n_groups, bool)
         self._complete = False
+        self._lens: np.ndarray | None = None  # chunk lengths, once complete (run_lengths)
 
     # subclasses: byte size of the LUT, byte range of a run of groups, decoding
     nbytes: int
@@ -679,6 +680,20 @@ class Lut:
             raise self._bad(f"gives chunk {i} the empty or negative byte range [{a}, {b})")
         return a, b
 
+    def run_lengths(self, first: int, last: int, bounds: np.ndarray) -> np.ndarray:
+        """Byte lengths (uint64, read-only) of chunks ``first..last`` whose
+        :meth:`run_entries` are ``bounds``: a view of all lengths, computed once,
+        for a complete table (the hot path of time-series reads)."""
+        if not self._complete:
+            return np.diff(bounds).view(np.uint64)
+        lens = self._lens
+        if lens is None:
+            # positive: complete tables are checked to be increasing
+            lens = np.diff(self._entries).view(np.uint64)
+            lens.flags.writeable = False
+            self._lens = lens
+        return lens[first : last + 1]
+
     def run_entries(self, first: int, last: int) -> np.ndarray:
         """Entries ``first .. last + 1`` (int64): the byte boundaries of chunks ``first..last``.
 
@@ -764,6 +779,7 @@ class V3Lut(Lut):
         self._entries = entries
         self._have = np.ones(self.n_groups, bool)
         self._complete = True
+        self._lens = None
         self.lut_offset = lut_offset
         self.nbytes = lut_size
         self.stride = lut_size // self.n_groups

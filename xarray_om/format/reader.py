@@ -49,7 +49,7 @@ from .records import (
     parse_record,
     parse_trailer,
 )
-from .source import FileObjSpec, Source, SourceSpec, open_source
+from .source import FileObjSpec, LocalSpec, Source, SourceSpec, open_source
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "OmArray", "OmFile", "OmGroup", "OmNode", "OmScalar"]
 
@@ -76,6 +76,7 @@ _CACHED_RECORD_MAX = 4096  # bytes: larger records (huge groups) are parsed ever
 _RECORDS: dict[tuple, Record] = {}
 _ARRAY_CTX: dict[tuple, tuple] = {}
 _PLAUSIBLE: set[tuple] = set()
+_STATES: dict[tuple, _FileState] = {}  # local files only (see _Core.__init__)
 
 
 def _cache_put(cache: dict, key: Any, value: Any) -> None:
@@ -117,9 +118,19 @@ class _Core:
         self.legacy: LegacyHeader | None = None
         self.adopted: _Snapshot | None = None
         self.version, self.root_offset, self.root_size = self._detect()
-        self.state = _FileState(
-            source.spec, source.size, self.version, self.root_offset, self.root_size
-        )
+        spec = source.spec
+        if type(spec) is LocalSpec:
+            # the same (immutable) state for every open of an unchanged local file
+            key = (spec, source.size, self.version, self.root_offset, self.root_size)
+            state = _STATES.get(key)
+            if state is None:
+                state = _FileState(*key)
+                _cache_put(_STATES, key, state)
+            self.state = state
+        else:
+            self.state = _FileState(
+                spec, source.size, self.version, self.root_offset, self.root_size
+            )
         self._adopt()
 
     def _adopt(self) -> None:
@@ -141,12 +152,10 @@ class _Core:
         self.records.update(snap.records)
         self.checked.update(snap.checked)
         self.adopted = snap
-        src = self.source
-        for k, (rec, entries, grid, codec) in snap.arrays.items():
-            what = f"array {rec.name!r} (record at {rec.offset})"
-            lut = V3Lut.complete_from(src, rec.lut_offset, rec.lut_size, entries, what=what)
-            self.luts[k] = lut
-            self.ctxs[k] = (lut, grid, codec, codec.dtype, rec.dims)
+        # Complete LUTs are never written again and only name their (identical)
+        # source in errors: the earlier open's objects are shared as they are.
+        self.luts.update(snap.luts)
+        self.ctxs.update(snap.arrays)
 
     def _snap_key(self) -> tuple:
         # The read settings too: a file opened with other ones loads its LUT its own way.
@@ -173,13 +182,13 @@ class _Core:
         for k, ctx in dict(self.ctxs).items():
             lut = ctx[0]
             if k[0] >= t0 and isinstance(lut, V3Lut) and lut.complete and lut.lut_offset >= t0:
-                rec = records.get(k)
-                if rec is not None:
-                    arrays[k] = (rec, lut.entries, ctx[1], ctx[2])
+                if k in records:
+                    arrays[k] = ctx
         checked = {k for k in set(self.checked) if k[0] >= t0}
         if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX and key not in _SNAPSHOTS:
             _SNAPSHOTS.clear()
-        _SNAPSHOTS[key] = _Snapshot(t0, tail, records, checked, arrays)
+        luts = {k: ctx[0] for k, ctx in arrays.items()}
+        _SNAPSHOTS[key] = _Snapshot(t0, tail, records, checked, arrays, luts)
 
     def _bad(self, msg: str) -> OmFormatError:
         return OmFormatError(msg, source=self.name)
@@ -329,7 +338,8 @@ class _Snapshot:
     tail: bytes
     records: dict
     checked: set
-    arrays: dict  # record key -> (Record, complete LUT entries, Grid, ArrayCodec)
+    arrays: dict  # record key -> array context (complete V3Lut, Grid, ArrayCodec, dtype, dims)
+    luts: dict  # record key -> its complete V3Lut (the contexts' first items)
 
 
 # Per file identity (source key, size, root record) and read settings, bounded; no
@@ -951,28 +961,30 @@ class OmArray(OmNode):
             count: list[int] = []
             shape: list[int] = []
             idx = 0
+            # Whole axes split into several chunks: with only whole axes (or ints on
+            # axes of one chunk) after the first of them, the chunks are one run of
+            # consecutive indices ``idx .. idx + span`` (e.g. a time series).
+            span = 0
             for d, k in enumerate(key):
                 n = dims[d]
                 if type(k) is int:
                     i = k + n if k < 0 else k
-                    if not 0 <= i < n:
+                    if not 0 <= i < n or (span and n > chunks[d]):
                         break
                     start.append(i)
                     count.append(1)
                     idx += (i // chunks[d]) * strides[d]
-                elif (
-                    type(k) is slice
-                    and k.start is None
-                    and k.stop is None
-                    and k.step is None
-                    and n <= chunks[d]
-                ):
+                elif type(k) is slice and k.start is None and k.stop is None and k.step is None:
                     start.append(0)
                     count.append(n)
                     shape.append(n)
+                    if n > chunks[d]:
+                        span += (ctx[8][d] - 1) * strides[d]
                 else:
                     break
             else:
+                if span:
+                    return self._read_run(ctx, start, count, shape, idx, idx + span)
                 core = ctx[0]
                 a, b = ctx[1].chunk_range(idx)
                 n = b - a
@@ -1028,9 +1040,42 @@ class OmArray(OmNode):
         # per process and record by the file core).
         core = self._file._core
         lut, grid, codec, dtype, dims = core.array_ctx(self._record)
-        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides)
+        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides, grid.grid)
         self._rd = ctx
         return ctx
+
+    def _read_run(
+        self,
+        ctx: tuple,
+        start: list[int],
+        count: list[int],
+        shape: list[int],
+        first: int,
+        last: int,
+    ) -> np.ndarray:
+        """A box whose chunks are the run ``first..last`` (consecutive in the file)."""
+        core = ctx[0]
+        src = core.source
+        if not src.local:  # remote: reads are planned (split at io_size_max)
+            return self._read_box(ctx, start, count, tuple(shape), None)
+        lut = ctx[1]
+        bounds = lut.run_entries(first, last)
+        a = bounds.item(0)
+        b = bounds.item(-1)
+        pad = a & 63
+        # differences of increasing int64 offsets: non-negative, reinterpreted
+        chunk_off = (bounds[:-1] - (a - pad)).view(np.uint64)
+        chunk_len = lut.run_lengths(first, last, bounds)
+        target = np.empty(shape, ctx[4])
+        buf, token = _take_buffer(pad + b - a)
+        try:
+            src.read_range_into(a, b, buf, pad)
+            _native.decode_run(
+                ctx[3], target, start, count, first, buf, chunk_off, chunk_len, core.name
+            )
+        finally:
+            _give_buffer(buf, token)
+        return target
 
     def _read_box(
         self,
@@ -1047,34 +1092,25 @@ class OmArray(OmNode):
         if run is not None:
             # Consecutive chunks are back to back in the file: no gaps to plan around.
             first, last = run
-            idx = _native.index_run(first, last - first + 1)
             bounds = lut.run_entries(first, last)
             a = bounds.item(0)
             b = bounds.item(-1)
             if b - a <= io_max:  # always for local files: one range, one read
                 pad = a & 63
-                head = bounds[:-1]
                 # differences of increasing int64 offsets: non-negative, reinterpreted
-                chunk_off = (head - (a - pad)).view(np.uint64)
-                chunk_len = (bounds[1:] - head).view(np.uint64)
+                chunk_off = (bounds[:-1] - (a - pad)).view(np.uint64)
+                chunk_len = lut.run_lengths(first, last, bounds)
                 target = np.empty(shape, dtype=ctx[4]) if out is None else out
                 buf, token = _take_buffer(pad + b - a)
                 try:
                     core.source.read_range_into(a, b, buf, pad)
-                    _native.decode_box(
-                        ctx[3],
-                        target,
-                        start,
-                        count,
-                        idx.view(np.uint64),
-                        buf,
-                        chunk_off,
-                        chunk_len,
-                        source=core.name,
+                    _native.decode_run(
+                        ctx[3], target, start, count, first, buf, chunk_off, chunk_len, core.name
                     )
                 finally:
                     _give_buffer(buf, token)
                 return target
+            idx = _native.index_run(first, last - first + 1)
             plan = plan_run(bounds, io_size_max=io_max)
         else:
             idx = grid.box_chunks(start, count)
