@@ -23,6 +23,7 @@ import numpy as np
 from .. import _native
 from ..errors import OmFormatError
 from .layout import (
+    _THREAD,
     READ_BUFFERS,
     THREAD_BUFFER_MAX,
     Grid,
@@ -115,6 +116,7 @@ class _Core:
         self.ctxs: dict[tuple[int, int], tuple] = {}
         self.checked: set[tuple[int, int]] = set()
         self.shared = False
+        self.registered = False  # in _REGISTRY (see OmFile.__reduce__)
         self.legacy: LegacyHeader | None = None
         self.adopted: _Snapshot | None = None
         self.version, self.root_offset, self.root_size = self._detect()
@@ -354,6 +356,7 @@ _REGISTRY_LOCK = threading.Lock()
 
 def _register(core: _Core) -> None:
     with _REGISTRY_LOCK:
+        core.registered = True
         _REGISTRY[core.state.key] = core
         _REGISTRY.move_to_end(core.state.key)
         while len(_REGISTRY) > _REGISTRY_SIZE:
@@ -386,6 +389,7 @@ def _core_for(state: _FileState, io_size_max: int, io_size_merge: int) -> _Core:
             source.close()
             return existing
         core.shared = True
+        core.registered = True
         _REGISTRY[key] = core
         while len(_REGISTRY) > _REGISTRY_SIZE:
             _REGISTRY.popitem(last=False)
@@ -441,8 +445,6 @@ class OmFile:
         self._closed = False
         self._root: OmNode | None = None
         self._n_nodes = 0
-        if not isinstance(src.spec, FileObjSpec):
-            _register(core)
 
     @classmethod
     def _restore(cls, state: _FileState, io: tuple[int, int]) -> OmFile:
@@ -456,6 +458,12 @@ class OmFile:
         return self
 
     def __reduce__(self):
+        # Copies restored in this process share the open file's core through the
+        # registry; registering here (not at open) keeps plain opens cheaper.
+        core = self._core_obj
+        if core is not None and not core.registered and not self._closed:
+            if not isinstance(self._state.spec, FileObjSpec):
+                _register(core)
         return (OmFile._restore, (self._state, self._io))
 
     @property
@@ -531,10 +539,12 @@ class OmFile:
         self._root = None
         if core is None:
             return
-        with _REGISTRY_LOCK:
-            if _REGISTRY.get(core.state.key) is core and not core.shared:
-                del _REGISTRY[core.state.key]
-            shared = core.shared
+        shared = core.shared
+        if shared or core.registered:
+            with _REGISTRY_LOCK:
+                if _REGISTRY.get(core.state.key) is core and not core.shared:
+                    del _REGISTRY[core.state.key]
+                shared = core.shared
         if not shared:
             try:
                 core.snapshot()
@@ -955,8 +965,6 @@ class OmArray(OmNode):
         if out is None and type(key) is tuple and len(key) == len(dims):
             # Point reads (ints and whole axes that fit in one chunk): one chunk,
             # no key normalisation, no planning.
-            chunks = ctx[6]
-            strides = ctx[7]
             start: list[int] = []
             count: list[int] = []
             shape: list[int] = []
@@ -965,6 +973,8 @@ class OmArray(OmNode):
             # axes of one chunk) after the first of them, the chunks are one run of
             # consecutive indices ``idx .. idx + span`` (e.g. a time series).
             span = 0
+            chunks = ctx[6]
+            strides = ctx[7]
             for d, k in enumerate(key):
                 n = dims[d]
                 if type(k) is int:
@@ -986,10 +996,25 @@ class OmArray(OmNode):
                 if span:
                     return self._read_run(ctx, start, count, shape, idx, idx + span)
                 core = ctx[0]
-                a, b = ctx[1].chunk_range(idx)
+                lut = ctx[1]
+                e = lut._entries
+                if lut._complete:  # Lut.chunk_range inlined
+                    a = e.item(idx)
+                    b = e.item(idx + 1)
+                    if b <= a:
+                        lut.chunk_range(idx)  # raises its error
+                else:
+                    a, b = lut.chunk_range(idx)
                 n = b - a
                 pad = a & 63
-                buf, token = _take_buffer(pad + n)
+                # this thread's read buffer (layout.take_thread_buffer, inlined)
+                tls = _THREAD
+                buf = tls.buf
+                if buf is not None and buf.nbytes >= pad + n:
+                    tls.buf = None
+                    token = None
+                else:
+                    buf, token = _take_buffer(pad + n)
                 try:
                     core.source.read_range_into(a, b, buf, pad)
                     target = np.empty(shape, ctx[4])

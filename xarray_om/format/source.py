@@ -474,6 +474,24 @@ class Source:
         ``buf`` is a writable byte buffer (a ``memoryview`` of format ``"B"`` is
         the cheapest); ``start`` and ``stop`` are ints.
         """
+        fd = self._fd
+        n = stop - start
+        if (
+            fd >= 0
+            and type(buf) is memoryview
+            and 0 <= start < stop <= self._size
+            and (start < self._tail_start or not self._tail)
+            and 0 <= pos
+            and pos + n <= buf.nbytes
+            and self._generation == _FORK_GENERATION
+            and buf.ndim == 1
+            and buf.format == "B"
+        ):
+            # An open local file, outside the tail, a plain byte buffer: one pread.
+            got = os.preadv(fd, [buf[pos : pos + n]], start)
+            if got != n:  # continue a partial read; end of file: the file shrank
+                self._pread(fd, buf, start, stop, pos, max(got, 0))
+            return
         size = self._size if self._size >= 0 else self.size
         if not 0 <= start <= stop <= size:
             self._check(start, stop)
