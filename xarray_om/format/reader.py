@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from ..errors import OmFormatError
+from ..errors import OmCodecError, OmFormatError
 from .layout import (
     _THREAD,
     READ_BUFFERS,
@@ -63,6 +63,9 @@ _REGISTRY_SIZE = 64
 # io_size_max of chunk reads from local files / bytes: a read there is a system
 # call or a copy, not a request, so reads are only split by gaps, not by size.
 _UNCAPPED = 1 << 62
+# Point reads of chunks at least this large read only the prefix a decode needs.
+_PREFIX_MIN = 4096
+_FPX_XOR = 1  # compression id of fpx_xor_2d
 
 
 # --------------------------------------------------------------------------- file core
@@ -975,21 +978,33 @@ class OmArray(OmNode):
             span = 0
             chunks = ctx[6]
             strides = ctx[7]
+            # flat position of the last selected element inside its chunk, and the
+            # chunk's (clipped) element count: how much of the chunk a decode needs
+            last = 0
+            total = 1
             for d, k in enumerate(key):
                 n = dims[d]
                 if type(k) is int:
                     i = k + n if k < 0 else k
-                    if not 0 <= i < n or (span and n > chunks[d]):
+                    c = chunks[d]
+                    if not 0 <= i < n or (span and n > c):
                         break
                     start.append(i)
                     count.append(1)
-                    idx += (i // chunks[d]) * strides[d]
+                    q = i // c
+                    idx += q * strides[d]
+                    lo = q * c
+                    ext = n - lo if n - lo < c else c
+                    last = last * ext + i - lo
+                    total *= ext
                 elif type(k) is slice and k.start is None and k.stop is None and k.step is None:
                     start.append(0)
                     count.append(n)
                     shape.append(n)
                     if n > chunks[d]:
                         span += (ctx[8][d] - 1) * strides[d]
+                    last = last * n + n - 1
+                    total *= n
                 else:
                     break
             else:
@@ -1015,10 +1030,34 @@ class OmArray(OmNode):
                     token = None
                 else:
                     buf, token = _take_buffer(pad + n)
+                # The streams are sequential and a decode stops after the last row it
+                # needs: read about that much of the chunk (estimated from the
+                # position, with a margin). A prefix too short fails the decode; the
+                # rest is then read and the chunk decoded again from all its bytes.
+                m = n
+                if last + 1 < total and n >= _PREFIX_MIN and ctx[9]:
+                    est = n * (last + 1) // total
+                    est += (est >> 2) + 1024
+                    if est < n - (n >> 3):
+                        m = est
                 try:
-                    core.source.read_range_into(a, b, buf, pad)
+                    src = core.source
+                    src.read_range_into(a, a + m, buf, pad)
                     target = np.empty(shape, ctx[4])
-                    _native.decode_box1(ctx[3], target, start, count, idx, buf, pad, n, core.name)
+                    if m == n:
+                        _native.decode_box1(
+                            ctx[3], target, start, count, idx, buf, pad, n, core.name
+                        )
+                    else:
+                        try:
+                            _native.decode_box1(
+                                ctx[3], target, start, count, idx, buf, pad, m, core.name
+                            )
+                        except OmCodecError:
+                            src.read_range_into(a + m, b, buf, pad + m)
+                            _native.decode_box1(
+                                ctx[3], target, start, count, idx, buf, pad, n, core.name
+                            )
                 finally:
                     _give_buffer(buf, token)
                 return target
@@ -1065,7 +1104,10 @@ class OmArray(OmNode):
         # per process and record by the file core).
         core = self._file._core
         lut, grid, codec, dtype, dims = core.array_ctx(self._record)
-        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides, grid.grid)
+        # Partial decodes read only a prefix of the chunk: all codecs but fpx_xor_2d on
+        # float64 (its filter runs over the whole chunk).
+        prefix = not (codec.compression == _FPX_XOR and dtype.itemsize != 4)
+        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides, grid.grid, prefix)
         self._rd = ctx
         return ctx
 
