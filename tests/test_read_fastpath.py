@@ -981,3 +981,41 @@ def test_point_reads_read_chunk_prefix(tmp_path, monkeypatch, dtype, kw):
             assert partial == 0 and retried == 0
         else:
             assert partial > 0 and retried > 0
+
+
+def test_decode_box1_reused_arguments(tmp_path):
+    """decode_box1 keeps the last counts and read buffer of the thread between calls:
+    other counts, other decoders (decode_box / decode_run rewrite the counts) and
+    new contents in the same buffer must all be taken into account."""
+    rng = np.random.default_rng(9)
+    data = rng.integers(-1000, 1000, size=(6, 5, 40)).astype(np.int32)
+    path = tmp_path / "b1.om"
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=(3, 5, 40), name="x"))
+    with OmFile(path) as f:
+        a = f.root
+        for key in [
+            (0, 1, slice(None)),
+            (1, 1, slice(None)),  # same counts, another row
+            (slice(None), 2, slice(None)),  # a run (decode_run rewrites the counts)
+            (2, 4, slice(None)),
+            (slice(0, 2), 1, slice(None)),  # a box in one chunk (decode_box)
+            (5, 0, slice(None)),
+            (4, slice(None), 3),  # other counts
+            (5, 0, 7),
+            (3, 3, slice(None)),
+        ]:
+            np.testing.assert_array_equal(a[key], data[key])
+    int32 = _native.array_type_for(np.dtype(np.int32))
+    codec = _native.ArrayCodec(int32, 2, (4,), (4,), 1.0, 0.0)  # pfor_delta_2d
+    for values in ([1, 2, 3, 4], [9, -9, 0, 5]):
+        enc = _native.encode_chunk(np.array(values, np.int32), 2)
+        raw = bytes(enc)
+        mv = take_thread_buffer(len(raw))
+        try:
+            mv[: len(raw)] = raw  # same buffer object, new contents
+            out = np.empty(2, np.int32)
+            _native.decode_box1(codec, out, [1], [2], 0, mv, 0, len(raw))
+            assert out.tolist() == values[1:3]
+        finally:
+            give_thread_buffer(mv)

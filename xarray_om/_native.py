@@ -333,7 +333,18 @@ def _iota_upto(n: int) -> tuple[np.ndarray, object]:
 class _BoxArgs:
     """Argument arrays of one decode_box call (one set per thread, reused)."""
 
-    __slots__ = ("bad", "chunk_idx", "chunk_len", "chunk_off", "sel_len", "sel_ptrs")
+    __slots__ = (
+        "bad",
+        "chunk_idx",
+        "chunk_len",
+        "chunk_off",
+        "count",
+        "data",
+        "data_c",
+        "data_len",
+        "sel_len",
+        "sel_ptrs",
+    )
 
     def __init__(self) -> None:
         self.sel_ptrs = ffi.new("int64_t *[]", lib.OM_MAX_DIMS)
@@ -342,6 +353,12 @@ class _BoxArgs:
         self.chunk_off = ffi.new("uint64_t[]", 1)
         self.chunk_len = ffi.new("uint64_t[]", 1)
         self.bad = ffi.new("size_t *")
+        # decode_box1: the counts now in sel_len (None: unknown) and the last
+        # read buffer with its cdata (the reader's per-thread buffer, reused)
+        self.count: list[int] | None = None
+        self.data: object = None
+        self.data_c: object = None
+        self.data_len = 0
 
 
 def index_run(start: int, count: int) -> np.ndarray:
@@ -352,6 +369,10 @@ def index_run(start: int, count: int) -> np.ndarray:
     run = np.arange(start, start + count, dtype=np.int64)
     run.flags.writeable = False
     return run
+
+
+# decode_box1 keeps the cdata of read buffers up to this size between calls.
+_DATA_CACHE_MAX = 1 << 20
 
 
 class _BoxTls(threading.local):
@@ -422,6 +443,7 @@ def decode_box(
             raise ValueError(f"out has {out.size} elements, the box {n_out}")
         lens = args.sel_len
         lens[0:ndim] = count
+        args.count = None
         if type(chunk_idx) is int:
             n = 1
             p_idx, p_off, p_len = args.chunk_idx, args.chunk_off, args.chunk_len
@@ -528,12 +550,21 @@ def decode_box1(
                 )
                 return
         lens = args.sel_len
-        lens[0:ndim] = count
+        if count != args.count:  # point reads repeat the same counts
+            lens[0:ndim] = count
+            args.count = count[:]
         p_idx = args.chunk_idx
         p_idx[0] = chunk_idx
         args.chunk_off[0] = chunk_off
         args.chunk_len[0] = chunk_len
-        buf = ffi.from_buffer("uint8_t[]", data)
+        if data is args.data:
+            buf = args.data_c
+            n_buf = args.data_len
+        else:
+            buf = ffi.from_buffer("uint8_t[]", data)
+            n_buf = len(buf)
+            if n_buf <= _DATA_CACHE_MAX:  # keeps the buffer alive: small ones only
+                args.data, args.data_c, args.data_len = data, buf, n_buf
         bad = args.bad
         r = lib.om_decode_select(
             codec._c(),
@@ -543,7 +574,7 @@ def decode_box1(
             1,
             p_idx,
             buf,
-            len(buf),
+            n_buf,
             args.chunk_off,
             args.chunk_len,
             bad,
@@ -600,6 +631,7 @@ def decode_run(
                 return
         lens = args.sel_len
         lens[0:ndim] = count
+        args.count = None
         buf = ffi.from_buffer("uint8_t[]", data)
         bad = args.bad
         p_idx = ffi.cast("uint64_t *", iota + first)  # non-negative int64 = same uint64
