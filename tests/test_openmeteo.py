@@ -1488,3 +1488,57 @@ def test_lazy_export_and_time_parsing():
     assert _to_unix(np.datetime64("2024-01-01T00:00")) == 1704067200
     assert _to_unix("2024-01-31", end=True) == 1706745599
     assert _to_unix("2024-02", end=True) == 1709251199
+
+
+def _dead_s3_options() -> dict:
+    """storage_options for an S3 endpoint on 127.0.0.1 where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {
+        "key": "k",
+        "secret": "s",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+    }
+
+
+def test_unreachable_store_raises_instead_of_reading_as_empty():
+    # A folder that cannot be listed because the network fails is not a missing
+    # folder: reading it as absent would turn every file into NaN silently.
+    pytest.importorskip("s3fs")
+    from botocore.exceptions import EndpointConnectionError
+
+    from xarray_om.openmeteo.store import Store
+
+    store = Store.create("s3://bucket", _dead_s3_options(), None)
+    with pytest.raises(EndpointConnectionError):
+        store.listdir(store.path("data", "icon_mini", "temperature_2m"))
+    with pytest.raises(EndpointConnectionError):
+        store._isdir(store.path("data"))
+    meta = {
+        "temporal_resolution_seconds": HOUR,
+        "chunk_time_length": NT,
+        "data_end_time": 1704067200 + 86400,
+        "crs_wkt": DATA_WKT,
+    }
+    with pytest.raises(EndpointConnectionError):
+        open_openmeteo(
+            "s3://bucket",
+            "icon_mini",
+            "temperature_2m",
+            storage_options=_dead_s3_options(),
+            meta=meta,
+            start="2024-01-01",
+            end="2024-01-02",
+        )
+
+
+def test_missing_local_folder_still_reads_as_absent(tmp_path):
+    from xarray_om.openmeteo.store import Store
+
+    store = Store.create(tmp_path, None, None)
+    assert store.listdir(store.path("no", "such", "folder")) is None
+    assert store._isdir(store.path("no")) is False
