@@ -187,17 +187,27 @@ class Grid:
 
     __slots__ = ("chunks", "dims", "grid", "n_chunks", "strides")
 
-    def __init__(self, dims: Sequence[int], chunks: Sequence[int]) -> None:
-        self.dims = tuple([int(d) for d in dims])
-        self.chunks = tuple([int(c) for c in chunks])
-        self.grid = tuple([-(-d // c) for d, c in zip(self.dims, self.chunks, strict=True)])
-        strides = []
+    def __init__(self, dims: Sequence[int], chunks: Sequence[int], *, _ints: bool = False) -> None:
+        # _ints: tuples of Python ints already (parsed records, on every first open)
+        if not _ints:
+            dims = tuple(map(int, dims))
+            chunks = tuple(map(int, chunks))
+        if len(dims) != len(chunks):
+            raise ValueError(f"dims {dims} and chunks {chunks} differ in length")
+        self.dims = dims
+        self.chunks = chunks
+        n = len(dims)
+        grid = [0] * n
+        strides = [0] * n
         s = 1
-        for n in reversed(self.grid):
-            strides.append(s)
-            s *= n
+        for i in range(n - 1, -1, -1):
+            g = -(-dims[i] // chunks[i])
+            grid[i] = g
+            strides[i] = s
+            s *= g
+        self.grid = tuple(grid)
         self.n_chunks = s
-        self.strides = tuple(reversed(strides))
+        self.strides = tuple(strides)
 
     def chunk_index(self, coords: Sequence[int]) -> int:
         """Linear (row-major) index of the chunk at grid ``coords``."""
@@ -575,7 +585,12 @@ class Lut:
 
     def _store(self, g0: int, g1: int, values: np.ndarray) -> None:
         size = self.source.size
-        if values.size:
+        n = values.size
+        # Increasing (the usual case) makes the last entry the largest: two cheap
+        # checks; anything else takes the detailed path below for its message.
+        if n > 1 and values.item(-1) <= size and not np.count_nonzero(values[1:] <= values[:-1]):
+            pass
+        elif n:
             if int(values.max()) > size:
                 raise self._bad(
                     f"entry {int(values.max())} (groups {g0}..{g1 - 1}) points past the end "
@@ -599,12 +614,13 @@ class Lut:
         """Make sure the given (sorted, unique) groups are decoded."""
         if self._complete:
             return
-        whole = [(0, self.n_groups)]
-        gb = self.group_bytes
         if self.nbytes <= self.io_size_max:
             # Small LUT: one read of the whole table (the first load; it completes).
-            runs = whole
-        elif (missing := groups[~self._have[groups]]).size == 0:
+            self._load_whole()
+            return
+        whole = [(0, self.n_groups)]
+        gb = self.group_bytes
+        if (missing := groups[~self._have[groups]]).size == 0:
             return
         elif missing.size * gb * 2 >= self.nbytes:
             # Most of it needed: one read of the whole table.
@@ -648,6 +664,28 @@ class Lut:
                     f"{int(e[i + 1])}): empty or negative chunk range"
                 )
             self._complete = True
+
+    def _load_whole(self) -> None:
+        """Read, decode and check the whole table at once (the first load of a small one)."""
+        g1 = self.n_groups
+        a, b = self._run_range(0, g1)
+        data = self.source.read_range(a, b)
+        ck = self._cache_key(data)
+        if ck is not None:
+            entries = _LUTS.get(ck)
+            if entries is not None:
+                # into the existing array: callers hold references to it
+                self._entries[:] = entries
+                self._have[:] = True
+                self._complete = True
+                return
+        self._store(0, g1, self._decode_run(0, g1, data))
+        self._complete = True  # one run: _store checked every join
+        if ck is not None:
+            if len(_LUTS) >= _LUT_CACHE_MAX:
+                _LUTS.clear()
+            # not a copy: a complete table is never written again
+            _LUTS[ck] = self._entries
 
     @property
     def complete(self) -> bool:

@@ -24,6 +24,7 @@ from .. import _native
 from ..errors import OmCodecError, OmFormatError
 from .layout import (
     _THREAD,
+    MAX_ELEMENTS_PER_BYTE,
     READ_BUFFERS,
     THREAD_BUFFER_MAX,
     Grid,
@@ -79,7 +80,6 @@ _CACHE_MAX = 4096
 _CACHED_RECORD_MAX = 4096  # bytes: larger records (huge groups) are parsed every time
 _RECORDS: dict[tuple, Record] = {}
 _ARRAY_CTX: dict[tuple, tuple] = {}
-_PLAUSIBLE: set[tuple] = set()
 _STATES: dict[tuple, _FileState] = {}  # local files only (see _Core.__init__)
 
 
@@ -182,17 +182,24 @@ class _Core:
         t0, tail = self.source.tail_view()
         if not tail:
             return
-        records = {k: r for k, r in dict(self.records).items() if k[0] >= t0}
+        # copies: another thread may still be parsing through this core
+        records = {k: r for k, r in self.records.copy().items() if k[0] >= t0}
         arrays = {}
-        for k, ctx in dict(self.ctxs).items():
+        luts = {}
+        for k, ctx in self.ctxs.copy().items():
             lut = ctx[0]
-            if k[0] >= t0 and isinstance(lut, V3Lut) and lut.complete and lut.lut_offset >= t0:
-                if k in records:
-                    arrays[k] = ctx
-        checked = {k for k in set(self.checked) if k[0] >= t0}
+            if (
+                k[0] >= t0
+                and type(lut) is V3Lut
+                and lut._complete
+                and lut.lut_offset >= t0
+                and k in records
+            ):
+                arrays[k] = ctx
+                luts[k] = lut
+        checked = {k for k in self.checked.copy() if k[0] >= t0}
         if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX and key not in _SNAPSHOTS:
             _SNAPSHOTS.clear()
-        luts = {k: ctx[0] for k, ctx in arrays.items()}
         _SNAPSHOTS[key] = _Snapshot(t0, tail, records, checked, arrays, luts)
 
     def _bad(self, msg: str) -> OmFormatError:
@@ -263,12 +270,36 @@ class _Core:
                 ck = (buf, offset, fsize)
                 rec = _RECORDS.get(ck)
                 if rec is None:
-                    rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+                    rec = self._parse(buf, offset, fsize)
                     _cache_put(_RECORDS, ck, rec)
             else:
-                rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+                rec = self._parse(buf, offset, fsize)
+            if rec.data_type in ARRAY_DTYPES:
+                # _parse checked the geometry against this file size (the cache key's)
+                self.checked.add(key)
         self.records[key] = rec
         return rec
+
+    def _parse(self, buf: bytes, offset: int, fsize: int) -> Record:
+        rec = parse_record(buf, offset, source=self.name, file_size=fsize)
+        if rec.data_type in ARRAY_DTYPES:
+            # check_plausible, inlined for the (passing) common case
+            n_chunks = n = 1
+            for d, c in zip(rec.dims, rec.chunks):  # noqa: B905 (same length)
+                n_chunks *= -(-d // c)
+                n *= d
+            if n_chunks > fsize or n > MAX_ELEMENTS_PER_BYTE * max(fsize, 1):
+                self._check_plausible(rec)
+        return rec
+
+    def _check_plausible(self, rec: Record) -> None:
+        check_plausible(
+            rec.dims,
+            rec.chunks,
+            self.source.size,
+            f"array {rec.name!r} (record at {rec.offset})",
+            self.name,
+        )
 
     def array_ctx(self, rec: Record) -> tuple:
         """(lut, grid, codec, dtype, dims) of an array record, built once per process."""
@@ -287,7 +318,7 @@ class _Core:
             if shared is None:
                 codec = _native.ArrayCodec(*params)
                 codec._c()  # build the C struct once, not on the first read of every file
-                shared = (Grid(rec.dims, rec.chunks), codec)
+                shared = (Grid(rec.dims, rec.chunks, _ints=True), codec)
                 _cache_put(_ARRAY_CTX, params, shared)
             grid, codec = shared
             ctx = (self.lut(rec), grid, codec, codec.dtype, rec.dims)
@@ -298,20 +329,7 @@ class _Core:
         """Plausibility of an array's geometry against the file size (once per record)."""
         key = (rec.offset, rec.size)
         if key not in self.checked:
-            pk = (rec.dims, rec.chunks, self.source.size)
-            if pk in _PLAUSIBLE:
-                self.checked.add(key)
-                return
-            check_plausible(
-                rec.dims,
-                rec.chunks,
-                self.source.size,
-                f"array {rec.name!r} (record at {rec.offset})",
-                self.name,
-            )
-            if len(_PLAUSIBLE) >= _CACHE_MAX:
-                _PLAUSIBLE.clear()
-            _PLAUSIBLE.add(pk)
+            self._check_plausible(rec)
             self.checked.add(key)
 
     def lut(self, rec: Record) -> Lut:
@@ -319,32 +337,46 @@ class _Core:
         lut = self.luts.get(key)
         if lut is None:
             n_chunks = 1
-            for d, c in zip(rec.dims, rec.chunks, strict=True):
+            for d, c in zip(rec.dims, rec.chunks):  # noqa: B905 (same length)
                 n_chunks *= -(-d // c)
             what = f"array {rec.name!r} (record at {rec.offset})"
-            kw = {
-                "what": what,
-                "io_size_max": self.io_size_max,
-                "io_size_merge": self.io_size_merge,
-            }
             if self.legacy is not None:
-                lut = LegacyLut(self.source, n_chunks, **kw)
+                lut = LegacyLut(
+                    self.source,
+                    n_chunks,
+                    what=what,
+                    io_size_max=self.io_size_max,
+                    io_size_merge=self.io_size_merge,
+                )
             else:
-                lut = V3Lut(self.source, n_chunks, rec.lut_offset, rec.lut_size, **kw)
+                lut = V3Lut(
+                    self.source,
+                    n_chunks,
+                    rec.lut_offset,
+                    rec.lut_size,
+                    what=what,
+                    io_size_max=self.io_size_max,
+                    io_size_merge=self.io_size_merge,
+                )
             self.luts[key] = lut
         return lut
 
 
-@dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """What a closed file had parsed from its tail (see _Core.snapshot)."""
+    """What a closed file had parsed from its tail (see _Core.snapshot); never modified."""
 
-    tail_start: int
-    tail: bytes
-    records: dict
-    checked: set
-    arrays: dict  # record key -> array context (complete V3Lut, Grid, ArrayCodec, dtype, dims)
-    luts: dict  # record key -> its complete V3Lut (the contexts' first items)
+    __slots__ = ("arrays", "checked", "luts", "records", "tail", "tail_start")
+
+    def __init__(
+        self, tail_start: int, tail: bytes, records: dict, checked: set, arrays: dict, luts: dict
+    ) -> None:
+        self.tail_start = tail_start
+        self.tail = tail
+        self.records = records
+        self.checked = checked
+        # record key -> array context (complete V3Lut, Grid, ArrayCodec, dtype, dims)
+        self.arrays = arrays
+        self.luts = luts  # record key -> its complete V3Lut (the contexts' first items)
 
 
 # Per file identity (source key, size, root record) and read settings, bounded; no

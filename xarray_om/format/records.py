@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -108,9 +109,12 @@ def array_type_for(dtype: np.dtype) -> int:
     return _ARRAY_TYPE_OF[np.dtype(dtype).newbyteorder("=")]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One decoded record: a group, a scalar or an array descriptor."""
+class Record(NamedTuple):
+    """One decoded record: a group, a scalar or an array descriptor.
+
+    Immutable (shared by every file whose bytes parse to it); a named tuple
+    because building one sits on the path of every first open.
+    """
 
     offset: int
     size: int
@@ -146,9 +150,28 @@ class Record:
 def _decode_name(raw: bytes) -> str:
     # The reference bindings fall back to "" on invalid UTF-8.
     try:
-        return raw.decode("utf-8")
+        return str(raw, "utf-8")
     except UnicodeDecodeError:
         return ""
+
+
+# Fixed part of an array record (container spec 3.5): type, compression, name
+# length, child count, LUT size and offset, dimension count, scale, offset.
+_ARRAY_HEAD = struct.Struct("<BBHIQQQff")
+_PREFIX = struct.Struct("<BBHI")
+# "<nQ" unpackers for small counts (dimensions, few children): struct beats numpy there.
+_U64_STRUCTS: dict[int, struct.Struct] = {}
+_U64_STRUCT_MAX = 2 * MAX_DIMS
+
+
+def _u64s(buf: bytes, count: int, start: int) -> tuple[int, ...]:
+    """``count`` little-endian u64 values at ``buf[start:]`` as a tuple of ints."""
+    if count > _U64_STRUCT_MAX:
+        return tuple(np.frombuffer(buf, "<u8", count, start).tolist())
+    st = _U64_STRUCTS.get(count)
+    if st is None:
+        st = _U64_STRUCTS[count] = struct.Struct(f"<{count}Q")
+    return st.unpack_from(buf, start)
 
 
 def _children(
@@ -161,9 +184,9 @@ def _children(
     """``(offset, size)`` of each child, checked to lie inside the file when its size is known."""
     if count == 0:
         return ()
-    sizes = np.frombuffer(buf, "<u8", count, start)
-    offsets = np.frombuffer(buf, "<u8", count, start + 8 * count)
-    children = tuple(zip(offsets.tolist(), sizes.tolist(), strict=True))
+    sizes = _u64s(buf, count, start)
+    offsets = _u64s(buf, count, start + 8 * count)
+    children = tuple(zip(offsets, sizes, strict=True))
     if file_size is not None:
         for off, sz in children:
             if off > file_size or sz > file_size - off:
@@ -199,11 +222,19 @@ def _parse_array_record(
     buf: bytes, offset: int, file_size: int | None, bad: Callable[[str], OmFormatError]
 ) -> Record:
     size = len(buf)
-    data_type, compression, name_len, child_count = struct.unpack_from("<BBHI", buf, 0)
     if size < 40:
         raise bad("array record is shorter than 40 bytes")
-    lut_size, lut_offset, dim_count = struct.unpack_from("<QQQ", buf, 8)
-    scale_factor, add_offset = struct.unpack_from("<ff", buf, 32)
+    (
+        data_type,
+        compression,
+        name_len,
+        child_count,
+        lut_size,
+        lut_offset,
+        dim_count,
+        scale_factor,
+        add_offset,
+    ) = _ARRAY_HEAD.unpack_from(buf, 0)
     if dim_count == 0:
         raise bad("array has zero dimensions")
     if dim_count > MAX_DIMS:
@@ -219,10 +250,13 @@ def _parse_array_record(
             f"{ARRAY_DTYPES[data_type]} arrays"
         )
     p = 40 + 16 * child_count
-    dims = tuple(np.frombuffer(buf, "<u8", dim_count, p).tolist())
-    chunks = tuple(np.frombuffer(buf, "<u8", dim_count, p + 8 * dim_count).tolist())
+    geometry = _u64s(buf, 2 * dim_count, p)
+    dims = geometry[:dim_count]
+    chunks = geometry[dim_count:]
     n_chunks = 1
-    for i, (d, c) in enumerate(zip(dims, chunks, strict=True)):
+    for i in range(dim_count):
+        d = dims[i]
+        c = chunks[i]
         if d < 1:
             raise bad(f"dimension {i} has length {d}")
         if not 1 <= c <= d:
@@ -232,20 +266,22 @@ def _parse_array_record(
         raise bad("chunk count overflows 64 bits")
     if file_size is not None and (lut_offset > file_size or lut_size > file_size - lut_offset):
         raise bad(f"look-up table [{lut_offset}, +{lut_size}) lies outside the file")
-    name = _decode_name(bytes(buf[p + 16 * dim_count : p + 16 * dim_count + name_len]))
+    q = p + 16 * dim_count
+    name = _decode_name(buf[q : q + name_len]) if name_len else ""
     return Record(
-        offset=offset,
-        size=size,
-        data_type=data_type,
-        compression=compression,
-        name=name,
-        children=_children(buf, 40, child_count, file_size, bad),
-        lut_size=lut_size,
-        lut_offset=lut_offset,
-        scale_factor=float(scale_factor),
-        add_offset=float(add_offset),
-        dims=dims,
-        chunks=chunks,
+        offset,
+        size,
+        data_type,
+        compression,
+        name,
+        _children(buf, 40, child_count, file_size, bad) if child_count else (),
+        None,
+        lut_size,
+        lut_offset,
+        scale_factor,
+        add_offset,
+        dims,
+        chunks,
     )
 
 
@@ -253,7 +289,7 @@ def _parse_scalar_record(
     buf: bytes, offset: int, file_size: int | None, bad: Callable[[str], OmFormatError]
 ) -> Record:
     size = len(buf)
-    data_type, compression, name_len, child_count = struct.unpack_from("<BBHI", buf, 0)
+    data_type, compression, name_len, child_count = _PREFIX.unpack_from(buf, 0)
     if data_type == 22:
         raise bad("string arrays (type 22) are not part of the format")
     p = 8 + 16 * child_count
