@@ -43,4 +43,15 @@ int64_t om_pfor_decode_sparse(const uint8_t *in, size_t in_len, size_t n, int zi
 int64_t om_fpx_decode_sparse32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
                                size_t row_len, size_t stop, const uint32_t *cols, size_t ncols);
 
+/* Few selected rows (sorted, unique rows[k] < stop / row_len; n > row_len,
+ * stop <= n a multiple of row_len): decode the stream up to the last of them
+ * but store only those rows, out[r * row_len .. (r + 1) * row_len), with the
+ * delta2d resp. xor2d filter applied (values identical to a full decode).
+ * Returns the bytes consumed by the decoded blocks or OM_E_*. */
+int64_t om_pfor_decode_rowsel(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop, const uint32_t *rows,
+                              size_t nrows);
+int64_t om_fpx_decode_rowsel32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t row_len, size_t stop, const uint32_t *rows, size_t nrows);
+
 #endif

@@ -482,12 +482,30 @@ OM_INLINE void conv_sel(int kind, const void *q, void *dst, size_t n, float sf, 
  * the whole chunk's length only when stop == n. */
 static int64_t decode_part(const om_array_t *a, const uint8_t *in, size_t in_len, size_t n,
                            size_t L, size_t stop, void *vals, void *scratch, size_t scratch_len,
-                           int *kind, size_t *qw, const uint32_t *cols, size_t ncols)
+                           int *kind, size_t *qw, const uint32_t *cols, size_t ncols,
+                           const uint32_t *rows, size_t nrows)
 {
     const size_t F = L < n ? L : 0;
     const int dtype = a->dtype, compression = a->compression;
     *kind = -1;
     *qw = om_dtype_size(dtype);
+    if (nrows && !ncols && n > L && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
+        if (compression == OM_FPX_XOR)
+            return om_fpx_decode_rowsel32(in, in_len, n, (uint32_t *)vals, L, stop, rows, nrows);
+        int width = (int)om_dtype_size(dtype) * 8, zz = 1;
+        if (converts(dtype, compression)) {
+            if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
+                *kind = compression == OM_PFOR_INT16 ? 0 : 1;
+                width = 16;
+            } else {
+                *kind = dtype == OM_FLOAT ? 2 : 3;
+            }
+            *qw = (size_t)width / 8;
+        } else {
+            zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
+        }
+        return om_pfor_decode_rowsel(in, in_len, n, zz, width, vals, L, stop, rows, nrows);
+    }
     if (ncols && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
         if (compression == OM_FPX_XOR)
             return om_fpx_decode_sparse32(in, in_len, n, (uint32_t *)vals, L, stop, cols, ncols);
@@ -656,6 +674,8 @@ OM_INLINE void copy_run(uint8_t *dst, const uint8_t *src, uint64_t len, size_t e
     }
     memcpy(dst, src, (size_t)len * es);
 }
+
+#define OM_ROWSEL_MAX 16
 
 int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint64_t *sel_len,
                      void *out, size_t n, const uint64_t *chunk_idx, const uint8_t *data,
@@ -940,10 +960,48 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                 cols[ncols++] = c;
             }
         }
+        /* A few rows out of many (a time series through chunks of many
+         * series): decode to the last one but keep only those rows (unique
+         * local rows of the selection, at most 1 in 2 of the decoded rows). */
+        uint32_t rows[OM_ROWSEL_MAX];
+        size_t nrows = 0;
+        if (ncols == 0 && count > L && stop / L >= 2 &&
+            !(a->compression == OM_FPX_XOR && a->dtype != OM_FLOAT)) {
+            uint64_t combos = 1;
+            for (int d = 0; d < D - 1 && combos <= OM_ROWSEL_MAX; d++)
+                combos *= hi[d] - lo[d]; /* each factor >= 1: no overflow */
+            if (combos <= OM_ROWSEL_MAX && stop / L <= UINT32_MAX) {
+                uint64_t u[OM_MAX_DIMS];
+                for (int d = 0; d < D - 1; d++)
+                    u[d] = lo[d];
+                for (;;) {
+                    uint64_t row = 0;
+                    for (int d = 0; d < D - 1; d++)
+                        row += ((uint64_t)pairs[d][u[d]].v - start[d]) * (cstride[d] / L);
+                    size_t q = nrows; /* insertion into the sorted, unique list */
+                    while (q > 0 && rows[q - 1] > row)
+                        q--;
+                    if (q == 0 || rows[q - 1] != row) {
+                        memmove(rows + q + 1, rows + q, (nrows - q) * sizeof(rows[0]));
+                        rows[q] = (uint32_t)row;
+                        nrows++;
+                    }
+                    int d = D - 2;
+                    while (d >= 0 && ++u[d] == hi[d]) {
+                        u[d] = lo[d];
+                        d--;
+                    }
+                    if (d < 0)
+                        break;
+                }
+                if (2 * nrows > stop / L)
+                    nrows = 0;
+            }
+        }
         {
             const int64_t r = decode_part(a, data + chunk_off[k], (size_t)chunk_len[k],
                                           (size_t)count, (size_t)L, stop, vals, scratch,
-                                          scr_bytes, &kind, &qw, cols, ncols);
+                                          scr_bytes, &kind, &qw, cols, ncols, rows, nrows);
             if (r < 0 || (stop >= count && (uint64_t)r != chunk_len[k])) {
                 *bad = k;
                 rc = r < 0 ? (int)r : OM_E_SIZE_MISMATCH;

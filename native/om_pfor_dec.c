@@ -1721,6 +1721,245 @@ int64_t om_fpx_decode_sparse32(const uint8_t *in, size_t in_len, size_t n, uint3
     return (int64_t)p;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Few selected rows (a time series through chunks that hold many of them):  */
+/* the inverse delta2d sums each column over the rows above, and the stream  */
+/* is a running sum, so with S = stream values and d = deltas                */
+/*   out[r][c] = sum_{r' <= r} S[r'L + c]                                     */
+/*             = sum_{r' <= r} B_r'  +  prefix_c(A_r)[c]                      */
+/* where B_r' = S[r'L - 1] (u0 for r' = 0) is the stream value before row r' */
+/* and A_r[c] = sum_{r' <= r} d[r'L + c] (d[0] = 0). Decoding then only adds */
+/* each delta into one row-long accumulator instead of a prefix scan and a   */
+/* second pass; one scan per selected row remains. Exact: all of it is       */
+/* arithmetic mod 2^W. fpx float32 is the same with XOR, in the domain       */
+/* y = q << hb before the bit reversal (rbit(q) >> hb = rbit(q << hb), and   */
+/* rbit is linear over XOR), so the reversal runs on the selected rows only. */
+
+/* A[i] += unzz(o[i]) (or o[i]); returns the sum of the added deltas. The
+ * same C source is built for the baseline and for AVX2 (auto-vectorised;
+ * integer arithmetic, so both give identical results). */
+#define DEFINE_ACC_ADD(T, NAME, ATTR)                                                        \
+    ATTR static T NAME(T *restrict A, const T *restrict o, size_t k, int zz)                 \
+    {                                                                                        \
+        T s = 0;                                                                             \
+        if (zz) {                                                                            \
+            for (size_t i = 0; i < k; i++) {                                                 \
+                const T d = (T)((T)(o[i] >> 1) ^ (T)(0 - (o[i] & 1)));                       \
+                A[i] = (T)(A[i] + d);                                                        \
+                s = (T)(s + d);                                                              \
+            }                                                                                \
+        } else {                                                                             \
+            for (size_t i = 0; i < k; i++) {                                                 \
+                A[i] = (T)(A[i] + o[i]);                                                     \
+                s = (T)(s + o[i]);                                                           \
+            }                                                                                \
+        }                                                                                    \
+        return s;                                                                            \
+    }
+DEFINE_ACC_ADD(uint8_t, acc8_c, )
+DEFINE_ACC_ADD(uint16_t, acc16_c, )
+DEFINE_ACC_ADD(uint32_t, acc32_c, )
+DEFINE_ACC_ADD(uint64_t, acc64_c, )
+
+/* A[i] ^= o[i] << hb (hb < 32); returns the XOR of the values added. */
+#define DEFINE_ACC_XOR(NAME, ATTR)                                                           \
+    ATTR static uint32_t NAME(uint32_t *restrict A, const uint32_t *restrict o, size_t k,    \
+                              unsigned hb)                                                   \
+    {                                                                                        \
+        uint32_t s = 0;                                                                      \
+        for (size_t i = 0; i < k; i++) {                                                     \
+            const uint32_t y = o[i] << hb;                                                   \
+            A[i] ^= y;                                                                       \
+            s ^= y;                                                                          \
+        }                                                                                    \
+        return s;                                                                            \
+    }
+DEFINE_ACC_XOR(accx32_c, )
+
+#if OM_X86
+DEFINE_ACC_ADD(uint8_t, acc8_avx2, AVX2)
+DEFINE_ACC_ADD(uint16_t, acc16_avx2, AVX2)
+DEFINE_ACC_ADD(uint32_t, acc32_avx2, AVX2)
+DEFINE_ACC_ADD(uint64_t, acc64_avx2, AVX2)
+DEFINE_ACC_XOR(accx32_avx2, AVX2)
+#endif
+
+OM_INLINE uint64_t acc_add(void *A, const void *o, size_t k, int zz, const int W, int level)
+{
+#if OM_X86
+    if (level >= 3) {
+        switch (W) {
+        case 8: return acc8_avx2((uint8_t *)A, (const uint8_t *)o, k, zz);
+        case 16: return acc16_avx2((uint16_t *)A, (const uint16_t *)o, k, zz);
+        case 32: return acc32_avx2((uint32_t *)A, (const uint32_t *)o, k, zz);
+        default: return acc64_avx2((uint64_t *)A, (const uint64_t *)o, k, zz);
+        }
+    }
+#endif
+    (void)level;
+    switch (W) {
+    case 8: return acc8_c((uint8_t *)A, (const uint8_t *)o, k, zz);
+    case 16: return acc16_c((uint16_t *)A, (const uint16_t *)o, k, zz);
+    case 32: return acc32_c((uint32_t *)A, (const uint32_t *)o, k, zz);
+    default: return acc64_c((uint64_t *)A, (const uint64_t *)o, k, zz);
+    }
+}
+
+OM_INLINE uint32_t acc_xor32(uint32_t *A, const uint32_t *o, size_t k, unsigned hb, int level)
+{
+#if OM_X86
+    if (level >= 3)
+        return accx32_avx2(A, o, k, hb);
+#endif
+    (void)level;
+    return accx32_c(A, o, k, hb);
+}
+
+/* State of a row-selection decode (see above). */
+typedef struct {
+    uint8_t *out, *A;
+    const uint32_t *rows;
+    size_t nr, ri, r, L, B;
+    uint64_t Bv, BB, T, mask; /* B_r, sum of B_r' (r' <= r), the row's deltas so far */
+    int W, level, fpx;
+} rowsel_t;
+
+/* Row s->r is complete: emit it if selected, then start the next row.
+ * Returns 1 once the last selected row is out. */
+static int rowsel_end(rowsel_t *s)
+{
+    if (s->rows[s->ri] == s->r) {
+        uint8_t *dst = s->out + s->r * s->L * s->B;
+        if (dst != s->A)
+            memcpy(dst, s->A, s->L * s->B);
+        if (s->fpx)
+            fpx_post(dst, s->L, 0, rbit32((uint32_t)s->BB), NULL, s->L, 32, s->level);
+        else if (s->W == 8)
+            prefix_w(dst, s->L, s->BB, NULL, s->L, 0, 8, s->level);
+        else if (s->W == 16)
+            prefix_w(dst, s->L, s->BB, NULL, s->L, 0, 16, s->level);
+        else if (s->W == 32)
+            prefix_w(dst, s->L, s->BB, NULL, s->L, 0, 32, s->level);
+        else
+            prefix_w(dst, s->L, s->BB, NULL, s->L, 0, 64, s->level);
+        if (++s->ri == s->nr)
+            return 1;
+    }
+    if (s->fpx) {
+        s->Bv ^= s->T;
+        s->BB ^= s->Bv;
+    } else {
+        s->Bv = (s->Bv + s->T) & s->mask;
+        s->BB = (s->BB + s->Bv) & s->mask;
+    }
+    s->T = 0;
+    s->r++;
+    return 0;
+}
+
+/* rows[0 .. nr) sorted, unique, each < stop / L; stop <= n a multiple of L,
+ * n > L. Writes out[r * L .. r * L + L) for the selected rows r only (the
+ * last one's slot doubles as the accumulator). Returns the bytes consumed by
+ * the decoded blocks or OM_E_*. fpx: W = 32, zz ignored. */
+OM_INLINE int64_t rowsel_decode(const uint8_t *in, size_t in_len, size_t n, int zz, const int W,
+                                const int fpx, void *out, size_t L, size_t stop,
+                                const uint32_t *rows, size_t nr)
+{
+    rowsel_t s;
+    s.level = om_simd_level();
+    s.B = (size_t)W / 8;
+    s.mask = W == 64 ? ~(uint64_t)0 : ((uint64_t)1 << W) - 1;
+    s.out = (uint8_t *)out;
+    s.A = s.out + (size_t)rows[nr - 1] * L * s.B;
+    s.rows = rows;
+    s.nr = nr;
+    s.ri = s.r = 0;
+    s.L = L;
+    s.W = W;
+    s.fpx = fpx;
+    s.T = 0;
+    memset(s.A, 0, L * s.B);
+    size_t p = 0, g = 0, col = 0;
+    if (fpx) {
+        s.Bv = s.BB = 0;
+    } else { /* position 0 is the start value: B_0 = u0, d[0] = 0 */
+        uint64_t u0;
+        const int r0 = vbx_dec(in, in_len, W, &u0);
+        if (r0 < 0)
+            return r0;
+        s.Bv = s.BB = u0;
+        p = (size_t)r0;
+        g = col = 1;
+        if (col == L && rowsel_end(&s))
+            return (int64_t)p;
+        col %= L;
+    }
+    uint64_t o[128];
+    for (;;) {
+        if (g >= stop) /* unreachable for valid arguments: the rows end first */
+            return OM_E_INVALID;
+        const size_t m = n - g < 128 ? n - g : 128;
+        unsigned hb = 0;
+        if (fpx) {
+            if (p >= in_len)
+                return OM_E_TRUNCATED;
+            hb = in[p++];
+        }
+        const int64_t rb = dec_block(in + p, in_len - p, m, W,
+                                     (fpx || W == 16 || W == 32) && m == 128, 0, o, s.level);
+        if (rb < 0)
+            return rb;
+        p += (size_t)rb;
+        for (size_t i = 0; i < m;) {
+            const size_t k = m - i < L - col ? m - i : L - col;
+            if (!fpx)
+                s.T += acc_add(s.A + col * s.B, (const uint8_t *)o + i * s.B, k, zz, W, s.level);
+            else if (hb < 32)
+                s.T ^= acc_xor32((uint32_t *)s.A + col, (const uint32_t *)o + i, k, hb, s.level);
+            i += k;
+            col += k;
+            if (col == L) {
+                if (rowsel_end(&s))
+                    return (int64_t)p;
+                col = 0;
+            }
+        }
+        g += m;
+    }
+}
+
+int64_t om_pfor_decode_rowsel(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
+                              void *out, size_t row_len, size_t stop, const uint32_t *rows,
+                              size_t nrows)
+{
+    if (n == 0 || out == NULL || (in == NULL && in_len) || row_len == 0 || n <= row_len ||
+        nrows == 0 || stop > n || stop % row_len != 0 || rows[nrows - 1] >= stop / row_len)
+        return OM_E_INVALID;
+    for (size_t k = 1; k < nrows; k++)
+        if (rows[k] <= rows[k - 1])
+            return OM_E_INVALID;
+    const int zz = zigzag != 0;
+    switch (width) {
+    case 8: return rowsel_decode(in, in_len, n, zz, 8, 0, out, row_len, stop, rows, nrows);
+    case 16: return rowsel_decode(in, in_len, n, zz, 16, 0, out, row_len, stop, rows, nrows);
+    case 32: return rowsel_decode(in, in_len, n, zz, 32, 0, out, row_len, stop, rows, nrows);
+    case 64: return rowsel_decode(in, in_len, n, zz, 64, 0, out, row_len, stop, rows, nrows);
+    default: return OM_E_INVALID;
+    }
+}
+
+int64_t om_fpx_decode_rowsel32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
+                               size_t row_len, size_t stop, const uint32_t *rows, size_t nrows)
+{
+    if (n == 0 || out == NULL || (in == NULL && in_len) || row_len == 0 || n <= row_len ||
+        nrows == 0 || stop > n || stop % row_len != 0 || rows[nrows - 1] >= stop / row_len)
+        return OM_E_INVALID;
+    for (size_t k = 1; k < nrows; k++)
+        if (rows[k] <= rows[k - 1])
+            return OM_E_INVALID;
+    return rowsel_decode(in, in_len, n, 0, 32, 1, out, row_len, stop, rows, nrows);
+}
+
 int64_t om_fpx_decode32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out)
 {
     return fpx_decode(in, in_len, n, 0, 32, out, 0, n);

@@ -864,3 +864,153 @@ def test_fuzz_decode_select_partial_and_sparse(tmp_path):
             _native.decode_select(codec, out, sel, idx, exact(bytes(buf)), lut[:-1], ln)
         except OmCodecError:
             pass
+
+
+# ---------------------------------------------------------------------------
+# 7. decode_select: a few rows of many (time series through chunks of many series)
+
+
+def _rowsel_case(rng, dtype, comp):
+    """Chunks of many rows; a selection of 1..4 rows (maybe repeated, any order)
+    and more than 1 in 8 of the columns, so the row-selection path runs."""
+    nrow = int(rng.integers(2, 40))
+    L = int(rng.integers(1, 400)) if rng.random() < 0.8 else int(rng.integers(1, 9))
+    lead = int(rng.integers(1, 5))
+    shape = (lead, nrow, L)
+    chunks = (int(rng.integers(1, lead + 1)), int(rng.integers(2, nrow + 1)), L)
+    k = int(rng.integers(1, 5))
+    sel = [
+        rng.integers(0, lead, size=int(rng.integers(1, 3))),
+        rng.integers(0, nrow, size=k),
+        np.arange(L) if rng.random() < 0.7 else np.arange(L)[int(rng.integers(0, L)) :],
+    ]
+    return shape, chunks, sel
+
+
+@settings(SETTINGS, max_examples=80)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_decode_select_few_rows_match_reference(tmp_path_factory, seed):
+    """The row-selection path (accumulate each column's deltas, one scan per
+    selected row) gives the reference reader's values, at every SIMD level."""
+    rng = np.random.default_rng(seed)
+    dtype, comp = PAIRS[int(rng.integers(len(PAIRS)))]
+    shape, chunks, sel = _rowsel_case(rng, dtype, comp)
+    path = tmp_path_factory.mktemp("rows")
+    raw, codec, lut, ref = _multichunk(path, rng, dtype, comp, shape, chunks)
+    idx = np.arange(lut.size - 1, dtype=np.uint64)
+    want = ref[np.ix_(*sel)]
+    best = lib.om_set_simd_level(-1)
+    try:
+        for level in range(best + 1):
+            lib.om_set_simd_level(level)
+            out = np.empty([len(s) for s in sel], codec.dtype)
+            _native.decode_select(codec, out, sel, idx, exact(raw), lut[:-1], np.diff(lut))
+            assert_bitwise(out, want)
+    finally:
+        lib.om_set_simd_level(-1)
+
+
+@pytest.mark.parametrize(("dtype", "comp"), PAIRS)
+def test_decode_select_last_row_of_big_chunk(tmp_path, dtype, comp):
+    """One whole row (first, middle, last) of 64-row chunks whose rows are not a
+    multiple of the 128-value blocks, against the reference's own point read."""
+    rng = np.random.default_rng(11)
+    shape, chunks = (8, 8, 301), (8, 8, 301)
+    raw, codec, lut, ref = _multichunk(tmp_path, rng, dtype, comp, shape, chunks)
+    reader = omfiles.OmFileReader(str(tmp_path / "m.om"))
+    for i, j in [(0, 0), (3, 4), (7, 7), (7, 0)]:
+        out = np.empty((1, 1, 301), codec.dtype)
+        sel = [np.array([i]), np.array([j]), np.arange(301)]
+        _native.decode_select(
+            codec, out, sel, np.array([0]), exact(raw), lut[:1], lut[1:2] - lut[:1]
+        )
+        assert_bitwise(out, np.asarray(reader[i : i + 1, j : j + 1, :]))
+        assert_bitwise(out, ref[i : i + 1, j : j + 1, :])
+
+
+def test_decode_select_few_rows_check_sizes(tmp_path):
+    """The row-selection path keeps the checks of the partial decode: the last
+    row needs exactly the chunk's bytes; a cut chunk serves its first rows and
+    fails for later ones; flipped bytes give values or OmCodecError."""
+    rng = np.random.default_rng(9)
+    for dtype, comp in [("float32", "pfor_delta_2d_int16"), ("float32", "fpx_xor_2d"),
+                        ("int32", "pfor_delta_2d"), ("float64", "pfor_delta_2d")]:  # fmt: skip
+        raw, codec, lut, ref = _multichunk(tmp_path, rng, dtype, comp, (64, 300), (64, 300))
+        ln = int(np.diff(lut)[0])
+        out = np.empty((1, 300), codec.dtype)
+        last = [np.array([63]), np.arange(300)]
+        _native.decode_select(codec, out, last, np.array([0]), exact(raw), lut[:1], np.array([ln]))
+        assert_bitwise(out, ref[63:64])
+        with pytest.raises(OmCodecError, match="chunk 0"):
+            _native.decode_select(
+                codec, out, last, np.array([0]), exact(raw + b"\0"), lut[:1], np.array([ln + 1])
+            )
+        # one byte short: only the last block (row 63) lacks bytes
+        cut = exact(raw[: int(lut[0]) + ln - 1])
+        out2 = np.empty((2, 300), codec.dtype)
+        first = [np.array([3, 1]), np.arange(300)]
+        _native.decode_select(codec, out2, first, np.array([0]), cut, lut[:1], np.array([ln - 1]))
+        assert_bitwise(out2, ref[[3, 1]])
+        with pytest.raises(OmCodecError):
+            _native.decode_select(codec, out, last, np.array([0]), cut, lut[:1], np.array([ln - 1]))
+        for _ in range(30):
+            buf = bytearray(raw)
+            for _ in range(int(rng.integers(1, 4))):
+                buf[int(rng.integers(int(lut[0]), int(lut[1])))] ^= 1 << int(rng.integers(8))
+            try:
+                _native.decode_select(
+                    codec, out, last, np.array([0]), exact(bytes(buf)), lut[:1], np.array([ln])
+                )
+            except OmCodecError:
+                pass
+
+
+_NO_SIMD_SCRIPT = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import test_native_decode as t
+from xarray_om import _native
+from pathlib import Path
+tmp = Path({tmp!r})
+rng = np.random.default_rng(3)
+print(_native.lib.om_simd_level())
+for i, (dtype, comp) in enumerate(t.PAIRS):
+    for shape, chunks in (((8, 8, 301), (8, 8, 301)), ((3, 40, 129), (2, 17, 129)),
+                          ((5000,), (1000,)), ((64, 65), (64, 65))):
+        d = tmp / f"{{i}}_{{len(shape)}}_{{shape[-1]}}"
+        d.mkdir(exist_ok=True)
+        raw, codec, lut, ref = t._multichunk(d, rng, dtype, comp, shape, chunks)
+        idx = np.arange(lut.size - 1, dtype=np.uint64)
+        sels = [[np.arange(s) for s in shape], [np.array([s - 1]) for s in shape[:-1]]
+                + [np.arange(shape[-1])], [np.arange(s)[::3] for s in shape]]
+        for sel in sels:
+            out = np.empty([len(s) for s in sel], codec.dtype)
+            _native.decode_select(codec, out, sel, idx, t.exact(raw), lut[:-1], np.diff(lut))
+            t.assert_bitwise(out, ref[np.ix_(*sel)])
+            print(dtype, comp, shape, hashlib.sha1(out.tobytes()).hexdigest())
+"""
+
+
+def test_portable_decoders_read_the_same_values(tmp_path):
+    """OM_NATIVE_NO_SIMD=1 (portable decoders, chosen at load time) and the
+    best SIMD build decode every pair to the same bytes (whole chunks, a last
+    row, strided selections)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for flag in ("1", ""):
+        sub = tmp_path / (flag or "simd")
+        sub.mkdir()
+        script = _NO_SIMD_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(sub))
+        env = {**os.environ, "OM_NATIVE_NO_SIMD": flag}
+        r = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout.splitlines())
+    assert outs[0][0] == "0" and outs[1][0] != "0"  # the flag took effect
+    assert len(outs[0]) == 1 + len(PAIRS) * 4 * 3
+    assert outs[0][1:] == outs[1][1:]
