@@ -539,10 +539,13 @@ _LUTS: dict[tuple, np.ndarray] = {}
 class Lut:
     """The ``n_chunks + 1`` chunk boundary offsets of one array, read on demand.
 
-    Entries live in one array allocated with ``np.zeros`` (pages are only
-    touched when a group is stored), groups are fetched the first time a chunk
-    needs them and kept for the life of the object. Concurrent readers may
-    decode the same group twice; both store identical values.
+    A table of at most ``io_size_max`` bytes is read, decoded and checked as a
+    whole on first use (its entries array is then set once and never written).
+    Larger ones keep their entries in one array allocated with ``np.zeros``
+    (pages are only touched when a group is stored); groups are fetched the
+    first time a chunk needs them and kept for the life of the object.
+    Concurrent readers may decode the same group (or small table) twice; both
+    store identical values.
     """
 
     def __init__(
@@ -561,10 +564,18 @@ class Lut:
         self.what = what
         self.io_size_max = io_size_max
         self.io_size_merge = io_size_merge
-        self._entries = np.zeros(self.n_entries, np.int64)
-        self._have = np.zeros(self.n_groups, bool)
+        # allocated by _partial() for tables loaded group by group; a small table's
+        # entries are its decoded values, set by _load_whole()
+        self._entries: np.ndarray | None = None
+        self._have: np.ndarray | None = None
         self._complete = False
         self._lens: np.ndarray | None = None  # chunk lengths, once complete (run_lengths)
+
+    def _partial(self) -> None:
+        """Subclasses call this once ``nbytes`` is known: large tables load by group."""
+        if self.nbytes > self.io_size_max:
+            self._entries = np.zeros(self.n_entries, np.int64)
+            self._have = np.zeros(self.n_groups, bool)
 
     # subclasses: byte size of the LUT, byte range of a run of groups, decoding
     nbytes: int
@@ -584,6 +595,14 @@ class Lut:
         return None
 
     def _store(self, g0: int, g1: int, values: np.ndarray) -> None:
+        self._check_values(g0, g1, values)
+        e0 = LUT_GROUP * g0
+        # Entries are <= the file size (checked), so int64 holds them.
+        self._entries[e0 : e0 + values.size] = values.view(np.int64)
+        self._have[g0:g1] = True
+
+    def _check_values(self, g0: int, g1: int, values: np.ndarray) -> None:
+        """Entries of groups ``g0..g1 - 1``: increasing and inside the file."""
         size = self.source.size
         n = values.size
         # Increasing (the usual case) makes the last entry the largest: two cheap
@@ -605,16 +624,12 @@ class Lut:
                         f"({int(values[i - LUT_GROUP * g0])} -> "
                         f"{int(values[i - LUT_GROUP * g0 + 1])}): empty or negative chunk range"
                     )
-        e0 = LUT_GROUP * g0
-        # Entries are <= the file size (checked above), so int64 holds them.
-        self._entries[e0 : e0 + values.size] = values.view(np.int64)
-        self._have[g0:g1] = True
 
     def load_groups(self, groups: np.ndarray) -> None:
         """Make sure the given (sorted, unique) groups are decoded."""
         if self._complete:
             return
-        if self.nbytes <= self.io_size_max:
+        if self._have is None:
             # Small LUT: one read of the whole table (the first load; it completes).
             self._load_whole()
             return
@@ -666,26 +681,27 @@ class Lut:
             self._complete = True
 
     def _load_whole(self) -> None:
-        """Read, decode and check the whole table at once (the first load of a small one)."""
+        """Read, decode and check a small table at once (its first use)."""
         g1 = self.n_groups
         a, b = self._run_range(0, g1)
         data = self.source.read_range(a, b)
         ck = self._cache_key(data)
-        if ck is not None:
-            entries = _LUTS.get(ck)
-            if entries is not None:
-                # into the existing array: callers hold references to it
-                self._entries[:] = entries
-                self._have[:] = True
-                self._complete = True
-                return
-        self._store(0, g1, self._decode_run(0, g1, data))
-        self._complete = True  # one run: _store checked every join
-        if ck is not None:
-            if len(_LUTS) >= _LUT_CACHE_MAX:
-                _LUTS.clear()
-            # not a copy: a complete table is never written again
-            _LUTS[ck] = self._entries
+        entries = None if ck is None else _LUTS.get(ck)
+        if entries is None:
+            values = self._decode_run(0, g1, data)
+            if values.size != self.n_entries:
+                raise self._bad(f"decoded to {values.size} entries, expected {self.n_entries}")
+            self._check_values(0, g1, values)
+            # <= the file size (checked), so int64 holds them; never written again
+            entries = values.view(np.int64)
+            entries.flags.writeable = False
+            if ck is not None:
+                if len(_LUTS) >= _LUT_CACHE_MAX:
+                    _LUTS.clear()
+                _LUTS[ck] = entries
+        # the entries before the flag: a reader that sees the flag sees the entries
+        self._entries = entries
+        self._complete = True
 
     @property
     def complete(self) -> bool:
@@ -695,23 +711,27 @@ class Lut:
     @property
     def entries(self) -> np.ndarray:
         """The ``n_chunks + 1`` entries (only meaningful once :attr:`complete`)."""
-        return self._entries
+        e = self._entries
+        return np.zeros(self.n_entries, np.int64) if e is None else e
 
     def load_all(self) -> np.ndarray:
         """All ``n_chunks + 1`` entries (reads the whole LUT once)."""
         if not self._complete:
             self.load_groups(np.arange(self.n_groups, dtype=np.int64))
-        return self._entries
+        return self._entries  # type: ignore[return-value]
 
     def chunk_range(self, i: int) -> tuple[int, int]:
         """:meth:`ranges` of the single chunk ``i`` (an int in ``0..n_chunks - 1``), as ints."""
-        e = self._entries
         if not self._complete:
-            g = i >> 6
-            g_next = (i + 1) >> 6
             have = self._have
-            if not (have[g] and have[g_next]):
-                self.load_groups(np.array((g,) if g == g_next else (g, g_next), np.int64))
+            if have is None:
+                self._load_whole()
+            else:
+                g = i >> 6
+                g_next = (i + 1) >> 6
+                if not (have[g] and have[g_next]):
+                    self.load_groups(np.array((g,) if g == g_next else (g, g_next), np.int64))
+        e = self._entries
         a = e.item(i)
         b = e.item(i + 1)
         if b <= a:
@@ -737,15 +757,16 @@ class Lut:
 
         A read-only view; checked to be increasing.
         """
-        e = self._entries
+        if not self._complete and self._have is None:
+            self._load_whole()
         if self._complete:
-            v = e[first : last + 2]
+            v = self._entries[first : last + 2]
         else:
             g0 = first >> 6
             g1 = ((last + 1) >> 6) + 1
             if not self._have[g0:g1].all():
                 self.load_groups(np.arange(g0, g1, dtype=np.int64))
-            v = e[first : last + 2]
+            v = self._entries[first : last + 2]
             bad = v[1:] <= v[:-1]
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
@@ -759,8 +780,10 @@ class Lut:
 
     def ranges(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(starts, stops) byte ranges (int64) of the chunks ``idx`` (sorted, unique)."""
-        e = self._entries
+        if not self._complete and self._have is None:
+            self._load_whole()
         if self._complete:
+            e = self._entries
             return e[idx], e[idx + 1]
         g = idx >> 6
         g_next = (idx + 1) >> 6
@@ -769,6 +792,7 @@ class Lut:
         else:
             groups = np.union1d(g, g_next)
         self.load_groups(groups)
+        e = self._entries
         starts = e[idx]
         stops = e[idx + 1]
         bad = stops <= starts
@@ -799,6 +823,7 @@ class V3Lut(Lut):
                 f"[{lut_offset}, {lut_offset + lut_size}) lies outside the file "
                 f"({source.size} bytes)"
             )
+        self._partial()
 
     @classmethod
     def complete_from(
@@ -854,6 +879,7 @@ class LegacyLut(Lut):
         self.data_start = self.HEADER + 8 * n_chunks
         if self.data_start > source.size:
             raise self._bad(f"of {n_chunks} entries does not fit in the file ({source.size} bytes)")
+        self._partial()
 
     def _raw_span(self, g0: int, g1: int) -> tuple[int, int]:
         return max(LUT_GROUP * g0 - 1, 0), min(LUT_GROUP * g1, self.n_entries) - 1

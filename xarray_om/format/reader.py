@@ -136,6 +136,8 @@ class _Core:
             self.state = _FileState(
                 spec, source.size, self.version, self.root_offset, self.root_size
             )
+        # The read settings too: a file opened with other ones loads its LUT its own way.
+        self.snap_key = (*self.state.key, io_size_max, io_size_merge)
         self._adopt()
 
     def _adopt(self) -> None:
@@ -148,7 +150,7 @@ class _Core:
         parsed as usual. Snapshots are taken when a file is closed (see
         :meth:`snapshot`) and hold no source or descriptor.
         """
-        snap = _SNAPSHOTS.get(self._snap_key())
+        snap = _SNAPSHOTS.get(self.snap_key)
         if snap is None or self.legacy is not None:
             return
         t0, tail = self.source.tail_view()
@@ -162,15 +164,11 @@ class _Core:
         self.luts.update(snap.luts)
         self.ctxs.update(snap.arrays)
 
-    def _snap_key(self) -> tuple:
-        # The read settings too: a file opened with other ones loads its LUT its own way.
-        return (*self.state.key, self.io_size_max, self.io_size_merge)
-
     def snapshot(self) -> None:
         """Keep what was parsed from the tail for the next open of the file (_adopt)."""
         if self.legacy is not None:
             return
-        key = self._snap_key()
+        key = self.snap_key
         snap = self.adopted
         if (
             snap is not None
@@ -212,7 +210,10 @@ class _Core:
         if size == 0:
             raise self._bad("not an OM file: the file is empty")
         if size >= TRAILER_SIZE:
-            trailer = parse_trailer(src.read_range(size - TRAILER_SIZE, size))
+            tail = src.tail_view()[1]
+            if len(tail) < TRAILER_SIZE:
+                tail = src.read_range(size - TRAILER_SIZE, size)
+            trailer = parse_trailer(tail[-TRAILER_SIZE:])
             if trailer is not None:
                 off, sz = trailer
                 if sz == 0 or off > size or sz > size - off:
@@ -302,7 +303,8 @@ class _Core:
         )
 
     def array_ctx(self, rec: Record) -> tuple:
-        """(lut, grid, codec, dtype, dims) of an array record, built once per process."""
+        """(lut, grid, codec, dtype, dims, chunks, strides, chunk grid, prefix reads) of
+        an array record, built once per process (shared by reopens: no core inside)."""
         key = (rec.offset, rec.size)
         ctx = self.ctxs.get(key)
         if ctx is None:
@@ -321,7 +323,21 @@ class _Core:
                 shared = (Grid(rec.dims, rec.chunks, _ints=True), codec)
                 _cache_put(_ARRAY_CTX, params, shared)
             grid, codec = shared
-            ctx = (self.lut(rec), grid, codec, codec.dtype, rec.dims)
+            dtype = codec.dtype
+            # Partial decodes read only a prefix of the chunk: all codecs but
+            # fpx_xor_2d on float64 (its filter runs over the whole chunk).
+            prefix = not (rec.compression == _FPX_XOR and dtype.itemsize != 4)
+            ctx = (
+                self.lut(rec),
+                grid,
+                codec,
+                dtype,
+                rec.dims,
+                grid.chunks,
+                grid.strides,
+                grid.grid,
+                prefix,
+            )
             self.ctxs[key] = ctx
         return ctx
 
@@ -1044,8 +1060,8 @@ class OmArray(OmNode):
                     return self._read_run(ctx, start, count, shape, idx, idx + span)
                 core = ctx[0]
                 lut = ctx[1]
-                e = lut._entries
                 if lut._complete:  # Lut.chunk_range inlined
+                    e = lut._entries  # after the flag (see Lut._load_whole)
                     a = e.item(idx)
                     b = e.item(idx + 1)
                     if b <= a:
@@ -1133,13 +1149,9 @@ class OmArray(OmNode):
 
     def _read_ctx(self) -> tuple:
         # Everything a read needs, resolved once per node object (and built once
-        # per process and record by the file core).
+        # per process and record by the file core): the core, then its array_ctx.
         core = self._file._core
-        lut, grid, codec, dtype, dims = core.array_ctx(self._record)
-        # Partial decodes read only a prefix of the chunk: all codecs but fpx_xor_2d on
-        # float64 (its filter runs over the whole chunk).
-        prefix = not (codec.compression == _FPX_XOR and dtype.itemsize != 4)
-        ctx = (core, lut, grid, codec, dtype, dims, grid.chunks, grid.strides, grid.grid, prefix)
+        ctx = (core, *core.array_ctx(self._record))
         self._rd = ctx
         return ctx
 
