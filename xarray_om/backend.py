@@ -111,7 +111,26 @@ def _warn_engine_clash_once() -> None:
 
 # --------------------------------------------------------------------------- backend arrays
 
-_NATIVE_KEYS = (indexing.BasicIndexer, indexing.OuterIndexer)
+
+class _BasicKey(indexing.BasicIndexer):
+    """A BasicIndexer of ints and slices with int/None members, built without re-validation."""
+
+    __slots__ = ()
+
+    def __init__(self, key: tuple) -> None:
+        indexing.ExplicitIndexer.__init__(self, key)
+
+
+class _OuterKey(indexing.OuterIndexer):
+    """An OuterIndexer of ints, slices and 1-D int64 arrays, built without re-validation."""
+
+    __slots__ = ()
+
+    def __init__(self, key: tuple) -> None:
+        indexing.ExplicitIndexer.__init__(self, key)
+
+
+_NATIVE_KEYS = (indexing.BasicIndexer, indexing.OuterIndexer, _BasicKey, _OuterKey)
 
 
 class OmBackendArray(BackendArray):
@@ -152,6 +171,118 @@ class OmBackendArray(BackendArray):
 
     def __repr__(self) -> str:
         return f"OmBackendArray({self.array!r}, leading_axes={self.leading_axes})"
+
+
+def _range_slice(r: range, n: int) -> slice:
+    """The slice selecting exactly ``r`` of ``range(n)`` (the whole axis as ``slice(None)``,
+    which the reader takes without arithmetic; a negative stop means "down to index 0")."""
+    if r.step == 1 and r.start == 0 and r.stop == n:
+        return _WHOLE
+    if not r:
+        return slice(0, 0, 1)
+    stop = r.stop
+    return slice(r.start, stop if stop >= 0 else None, r.step)
+
+
+def _compose_keys(old: tuple, new: tuple, sizes: tuple[int, ...]) -> tuple[tuple, tuple[int, ...]]:
+    """Outer key ``old`` (on an array of shape ``sizes``) then ``new`` (one member
+    per axis ``old`` keeps) as one outer key, with the result's shape.
+
+    Members are ints, slices (any steps) and 1-D integer arrays; the selection
+    is numpy's ``a[old][new]`` axis by axis. Range arithmetic, not xarray's
+    ``normalize_slice``: that one turns ``slice(-13, None, -1)`` on 12 elements
+    (nothing) into ``slice(-1, None, -1)`` (everything) in xarray 2026.9.
+    Out-of-range integers raise IndexError like numpy.
+    """
+    key: list[Any] = []
+    shape: list[int] = []
+    it = iter(new)
+    for o, n in zip(old, sizes, strict=True):
+        if isinstance(o, (int, np.integer)):
+            key.append(int(o))
+            continue
+        k = next(it)
+        if type(o) is slice:
+            r = range(n) if o == _WHOLE else range(*o.indices(n))
+            if type(k) is slice:
+                r = r if k == _WHOLE else r[k]
+                key.append(_range_slice(r, n))
+                shape.append(len(r))
+            elif isinstance(k, (int, np.integer)):
+                key.append(r[int(k)])
+            else:
+                idx = np.arange(r.start, r.stop, r.step, dtype=np.int64)[np.asarray(k)]
+                key.append(idx)
+                shape.append(idx.size)
+        else:  # a 1-D int array from an earlier outer key
+            sub = o[k]
+            if isinstance(sub, np.ndarray):
+                key.append(sub.astype(np.int64, copy=False))
+                shape.append(sub.size)
+            else:
+                key.append(int(sub))
+    if next(it, None) is not None:
+        raise IndexError(f"too many indices: {new!r} for a key of {len(shape)} axes")
+    return tuple(key), tuple(shape)
+
+
+_WHOLE = slice(None)
+
+
+class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
+    """xarray's :class:`~xarray.core.indexing.LazilyIndexedArray` with its own key composition.
+
+    ``chunks=...`` makes dask call ``getter(adapter, slices)`` once per block;
+    xarray's key composition (normalising, re-validating and re-building
+    indexers through several layers) then costs several times decoding a small
+    OM chunk. Basic and outer keys are composed here with plain range
+    arithmetic (:func:`_compose_keys`), and reading goes straight to the
+    backend array; vectorized keys, transposes and setting are xarray's own
+    code, so the semantics are those of ``LazilyIndexedArray``.
+    """
+
+    # Plain attributes instead of the inherited properties: dask and xarray's
+    # wrappers read them several times per task, through two more layers.
+    __slots__ = ("dtype", "ndim", "shape")
+
+    def __init__(self, array: Any, key: indexing.ExplicitIndexer | None = None) -> None:
+        super().__init__(array, key)
+        self.shape = self._shape
+        self.ndim = len(self._shape)
+        self.dtype = self.array.dtype
+
+    def _compose(self, indexer: indexing.ExplicitIndexer) -> OmLazilyIndexedArray:
+        new_key = indexer.tuple
+        if len(new_key) != self.ndim:
+            new_key = indexing.expanded_indexer(new_key, self.ndim)
+        key, shape = _compose_keys(self.key.tuple, new_key, self.array.shape)
+        new = object.__new__(type(self))
+        new.array = self.array
+        basic = all(type(k) is not np.ndarray for k in key)
+        new.key = _BasicKey(key) if basic else _OuterKey(key)
+        new._shape = new.shape = shape
+        new.ndim = len(shape)
+        new.dtype = self.dtype
+        return new
+
+    def _oindex_get(self, indexer: indexing.OuterIndexer) -> Any:
+        return self._compose(indexer)
+
+    def __getitem__(self, indexer: indexing.ExplicitIndexer) -> Any:
+        if isinstance(indexer, indexing.BasicIndexer):
+            return self._compose(indexer)
+        return super().__getitem__(indexer)
+
+    def get_duck_array(self) -> Any:
+        array = self.array
+        key = self.key
+        if type(array) is OmBackendArray and type(key) in _NATIVE_KEYS:
+            out = array._getitem(key.tuple)
+            return out if type(out) is np.ndarray else np.asarray(out)
+        if isinstance(array, BackendArray):
+            out = array[self.key]
+            return out if type(out) is np.ndarray else np.asarray(out)
+        return super().get_duck_array()
 
 
 class LegacyGridArray(BackendArray):
@@ -874,7 +1005,7 @@ def _variable(desc: VariableDescription, decode_unix_time: bool) -> Variable:
     assert isinstance(node, OmArray)
     data: Any
     if desc.legacy_grid is not None:
-        data = indexing.LazilyIndexedArray(LegacyGridArray(node, *desc.legacy_grid))
+        data = OmLazilyIndexedArray(LegacyGridArray(node, *desc.legacy_grid))
     elif desc.dims == (desc.name,) and not desc.lead and node.size <= EAGER_COORDINATE_SIZE:
         # xarray builds a pandas index from it anyway; the OM chunking is kept
         # in "chunks" but does not chunk an in-memory index.
@@ -883,7 +1014,7 @@ def _variable(desc: VariableDescription, decode_unix_time: bool) -> Variable:
         if desc.unix_time:
             return _time_variable(desc.dims, data, attrs, enc, decode_unix_time)
     else:
-        data = indexing.LazilyIndexedArray(OmBackendArray(node, desc.lead))
+        data = OmLazilyIndexedArray(OmBackendArray(node, desc.lead))
     return Variable(desc.dims, data, attrs, encoding=enc)
 
 
