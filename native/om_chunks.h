@@ -31,6 +31,21 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
                      size_t data_len, const uint64_t *chunk_off, const uint64_t *chunk_len,
                      size_t *bad);
 
+/* om_decode_select on data that is (part of) a memory-mapped file: a file
+ * truncated under the mapping makes the access fault (SIGBUS); that is caught
+ * and returns OM_E_MAPPING (nothing else of the process is affected; *bad is
+ * (size_t)-1). POSIX with GCC/clang only; elsewhere OM_E_INVALID. */
+int om_decode_select_mapped(const om_array_t *a, const int64_t *const *sel,
+                            const uint64_t *sel_len, void *out, size_t n,
+                            const uint64_t *chunk_idx, const uint8_t *data, size_t data_len,
+                            const uint64_t *chunk_off, const uint64_t *chunk_len, size_t *bad);
+
+/* A read-only shared mapping of the first size bytes of file fd (NULL if it
+ * cannot be made, and always on platforms without om_decode_select_mapped),
+ * and its release. Only om_decode_select_mapped may read it. */
+void *om_map_file(int fd, uint64_t size);
+void om_unmap_file(void *addr, uint64_t size);
+
 /* Encode every chunk of a block. block: C-contiguous, shape block_shape, whose
  * element [0, ..., 0] is array element block_start; block_start is a multiple of
  * chunks[d], and block_start + block_shape ends on a chunk boundary or at dims[d].

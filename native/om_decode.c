@@ -775,6 +775,7 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
     uint8_t *mem = (uint8_t *)malloc(off_tab + tab_bytes + 64);
     if (mem == NULL)
         return OM_E_NOMEM;
+    om_guard_hold(mem);
     uint8_t *vals = mem;
     uint8_t *scratch = mem + off_scr;
     selpair_t *pairs[OM_MAX_DIMS];
@@ -1072,6 +1073,7 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
         }
     }
 done:
+    om_guard_hold(NULL);
     free(mem);
     return rc;
 }

@@ -35,4 +35,8 @@ OM_INLINE size_t om_ceil8(size_t bits) { return (bits + 7) >> 3; }
  * (codec spec table 1); 0 for an unknown dtype. Defined in om_common.c. */
 size_t om_coder_width(int dtype, int compression);
 
+/* The heap block of a decode running under om_decode_select_mapped's guard (NULL
+ * when none): freed by the guard if a fault jumps out of the decode. */
+void om_guard_hold(void *mem);
+
 #endif

@@ -19,6 +19,7 @@
 #define OM_E_SIZE_MISMATCH (-5) /* chunk did not consume exactly its byte range */
 #define OM_E_NOMEM (-6)
 #define OM_E_GEOMETRY (-7)      /* inconsistent dims / chunks / selection */
+#define OM_E_MAPPING (-8)       /* a mapped file ended early (truncated while read: SIGBUS) */
 
 /* Worst-case encoded size of n W-bit values (any coder below), codec spec 9.2. */
 size_t om_pfor_bound(size_t n, int width_bytes);

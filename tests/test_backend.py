@@ -990,9 +990,15 @@ def test_backend_array_indexing_directly(big_run):
     np.testing.assert_array_equal(ba[vec], ref[[1, 3], [2, 0], 4:6])
 
 
-def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch):
+@pytest.mark.parametrize("mapped", [True, False])
+def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch, mapped):
+    """One native decode per dask task; with pread, one fetch of its chunks' bytes;
+    decoding in place from the file's map, no fetch at all."""
     from xarray_om import _native
+    from xarray_om.format import source as source_mod
     from xarray_om.format.source import Source
+
+    monkeypatch.setattr(source_mod, "MMAP_READS", mapped)
 
     path, ref = big_run
     calls = {"fetch": 0, "decode": 0}
@@ -1013,7 +1019,7 @@ def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch):
         monkeypatch.setattr(Source, "read_into", fetch)
         monkeypatch.setattr(_native, "decode_select", decode)
         np.testing.assert_array_equal(da.compute(scheduler="sync").values, ref)
-    assert calls == {"fetch": n, "decode": n}
+    assert calls == {"fetch": 0 if mapped else n, "decode": n}
 
 
 @pytest.mark.parametrize("spatial", [False, True])

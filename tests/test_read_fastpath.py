@@ -60,6 +60,13 @@ ARRAYS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _pread_reads(monkeypatch):
+    """This module is about the pread paths (read buffers, chunk prefixes, planning);
+    local chunk data is decoded from a file map by default (tests/test_mapped_reads.py)."""
+    monkeypatch.setattr(source_mod, "MMAP_READS", False)
+
+
 @pytest.fixture(scope="module")
 def om_file(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(11)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._om_native import ffi, lib
-from .errors import OmCodecError, OmEncodingError
+from .errors import OmCodecError, OmEncodingError, OmFormatError
 from .format.records import ARRAY_DTYPES, COMPRESSION_NAMES, array_type_for
 
 __all__ = [
     "ArrayCodec",
+    "FileMap",
     "decode_box",
     "decode_chunk",
     "decode_lut",
@@ -44,6 +45,55 @@ _MESSAGES = {
 
 def _message(code: int) -> str:
     return _MESSAGES.get(code, f"native error {code}")
+
+
+class FileMap:
+    """A read-only memory map of a local file, for decoding chunks in place.
+
+    Only the decoders read it, through the native entry point that turns a
+    fault (the file truncated under the map: SIGBUS) into an error. Unmapped
+    when the last reference goes, so a decode running in another thread keeps
+    it valid. Holds no file descriptor. ``None`` from :meth:`open` where
+    mapping is not possible (not POSIX, or the file system refuses).
+    """
+
+    __slots__ = ("__weakref__", "ptr", "size")
+
+    def __init__(self, ptr: object, size: int) -> None:
+        self.ptr = ptr
+        self.size = size
+
+    @classmethod
+    def open(cls, fd: int, size: int) -> FileMap | None:
+        """Map the first ``size`` bytes of ``fd`` (an open file's descriptor)."""
+        if size <= 0:
+            return None
+        p = lib.om_map_file(fd, size)
+        if p == ffi.NULL:
+            return None
+        return cls(ffi.gc(p, lambda q: lib.om_unmap_file(q, size), size), size)
+
+    def __repr__(self) -> str:
+        return f"<FileMap of {self.size} bytes>"
+
+
+def _data(data: object) -> tuple[object, int, object]:
+    """(pointer, length, decode function) of a chunk data argument."""
+    if type(data) is FileMap:
+        return data.ptr, data.size, lib.om_decode_select_mapped
+    buf = ffi.from_buffer("uint8_t[]", data)
+    return buf, len(buf), lib.om_decode_select
+
+
+def _decode_error(r: int, where: str, source: object) -> OmFormatError:
+    """The exception for a failed decode_select-family call."""
+    if r == lib.OM_E_MAPPING:
+        # not the chunk's fault: the file shrank under the memory map while being read
+        return OmFormatError(
+            "the file was truncated while being read (a mapped page past its new end)",
+            source=source,
+        )
+    return OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
 
 
 @dataclass(frozen=True)
@@ -255,7 +305,8 @@ def decode_select(
     ``out`` (C-contiguous, dtype ``codec.dtype``) has shape ``[len(s) for s in sel]``
     and receives ``array[np.ix_(*sel)]`` for the elements inside the listed chunks.
     Chunk ``k`` (linear index ``chunk_idx[k]``) occupies
-    ``data[chunk_off[k]:chunk_off[k] + chunk_len[k]]``.
+    ``data[chunk_off[k]:chunk_off[k] + chunk_len[k]]``; ``data`` is a bytes-like
+    object or a :class:`FileMap` (offsets into the whole file).
     """
     if not out.flags.c_contiguous or out.dtype != codec.dtype:
         raise ValueError("out must be C-contiguous with the array's dtype")
@@ -282,9 +333,9 @@ def decode_select(
     n = chunk_idx.size
     if chunk_off.size != n or chunk_len.size != n:
         raise ValueError("chunk_idx, chunk_off and chunk_len differ in length")
-    buf = ffi.from_buffer("uint8_t[]", data)
+    buf, n_buf, decode = _data(data)
     bad = ffi.new("size_t *")
-    r = lib.om_decode_select(
+    r = decode(
         a,
         sel_ptrs,
         sel_len,
@@ -292,14 +343,14 @@ def decode_select(
         n,
         ffi.from_buffer("uint64_t[]", chunk_idx),
         buf,
-        len(buf),
+        n_buf,
         ffi.from_buffer("uint64_t[]", chunk_off),
         ffi.from_buffer("uint64_t[]", chunk_len),
         bad,
     )
     if r < 0:
         where = f"chunk {int(chunk_idx[bad[0]])}" if n and bad[0] < n else "selection"
-        raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+        raise _decode_error(r, where, source)
 
 
 # -- decode_box: the hot path of small reads ---------------------------------------------
@@ -459,9 +510,9 @@ def decode_box(
             p_idx = ffi.from_buffer("uint64_t[]", idx)
             p_off = ffi.from_buffer("uint64_t[]", off)
             p_len = ffi.from_buffer("uint64_t[]", ln)
-        buf = ffi.from_buffer("uint8_t[]", data)
+        buf, n_buf, decode = _data(data)
         bad = args.bad
-        r = lib.om_decode_select(
+        r = decode(
             codec._c(),
             ptrs,
             lens,
@@ -469,14 +520,14 @@ def decode_box(
             n,
             p_idx,
             buf,
-            len(buf),
+            n_buf,
             p_off,
             p_len,
             bad,
         )
         if r < 0:
             where = f"chunk {int(p_idx[bad[0]])}" if bad[0] < n else "selection"
-            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+            raise _decode_error(r, where, source)
     finally:
         _box_tls.args = args
 
@@ -557,16 +608,19 @@ def decode_box1(
         p_idx[0] = chunk_idx
         args.chunk_off[0] = chunk_off
         args.chunk_len[0] = chunk_len
+        decode = lib.om_decode_select
         if data is args.data:
             buf = args.data_c
             n_buf = args.data_len
+        elif type(data) is FileMap:
+            buf, n_buf, decode = data.ptr, data.size, lib.om_decode_select_mapped
         else:
             buf = ffi.from_buffer("uint8_t[]", data)
             n_buf = len(buf)
             if n_buf <= _DATA_CACHE_MAX:  # keeps the buffer alive: small ones only
                 args.data, args.data_c, args.data_len = data, buf, n_buf
         bad = args.bad
-        r = lib.om_decode_select(
+        r = decode(
             codec._c(),
             ptrs,
             lens,
@@ -581,7 +635,7 @@ def decode_box1(
         )
         if r < 0:
             where = f"chunk {chunk_idx}" if bad[0] < 1 else "selection"
-            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+            raise _decode_error(r, where, source)
     finally:
         if args is not None:
             _box_tls.args = args
@@ -632,10 +686,10 @@ def decode_run(
         lens = args.sel_len
         lens[0:ndim] = count
         args.count = None
-        buf = ffi.from_buffer("uint8_t[]", data)
+        buf, n_buf, decode = _data(data)
         bad = args.bad
         p_idx = ffi.cast("uint64_t *", iota + first)  # non-negative int64 = same uint64
-        r = lib.om_decode_select(
+        r = decode(
             codec._c(),
             ptrs,
             lens,
@@ -643,14 +697,14 @@ def decode_run(
             n,
             p_idx,
             buf,
-            len(buf),
+            n_buf,
             ffi.from_buffer("uint64_t[]", chunk_off),
             ffi.from_buffer("uint64_t[]", chunk_len),
             bad,
         )
         if r < 0:
             where = f"chunk {first + bad[0]}" if bad[0] < n else "selection"
-            raise OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
+            raise _decode_error(r, where, source)
     finally:
         if args is not None:
             _box_tls.args = args

@@ -1006,6 +1006,17 @@ class OmArray(OmNode):
         out
             Optional preallocated output of the result's shape and dtype.
         """
+        try:
+            return self._read(key, out)
+        except OmCodecError as e:
+            # Damaged bytes, or a file rewritten in place under us: say which.
+            core = self._file._core_obj
+            why = None if core is None else core.source.changed()
+            if why is None:
+                raise
+            raise OmFormatError(f"{why} while being read ({e.reason})", source=e.source) from e
+
+    def _read(self, key: Any, out: np.ndarray | None) -> np.ndarray:
         file = self._file
         if file._closed:
             raise ValueError(f"I/O operation on a closed OmFile ({file.source_name})")
@@ -1060,6 +1071,10 @@ class OmArray(OmNode):
                     return self._read_run(ctx, start, count, shape, idx, idx + span)
                 core = ctx[0]
                 lut = ctx[1]
+                src = core.source
+                view = src._view
+                if view is None:
+                    view = src._make_view()
                 if lut._complete:  # Lut.chunk_range inlined
                     e = lut._entries  # after the flag (see Lut._load_whole)
                     a = e.item(idx)
@@ -1069,6 +1084,11 @@ class OmArray(OmNode):
                 else:
                     a, b = lut.chunk_range(idx)
                 n = b - a
+                if view:
+                    # decoded in place: only the pages the decode touches are read
+                    target = np.empty(shape, ctx[4])
+                    _native.decode_box1(ctx[3], target, start, count, idx, view, a, n, core.name)
+                    return target
                 pad = a & 63
                 # this thread's read buffer (layout.take_thread_buffer, inlined)
                 tls = _THREAD
@@ -1089,7 +1109,6 @@ class OmArray(OmNode):
                     if est < n - (n >> 3):
                         m = est
                 try:
-                    src = core.source
                     src.read_range_into(a, a + m, buf, pad)
                     target = np.empty(shape, ctx[4])
                     if m == n:
@@ -1133,10 +1152,16 @@ class OmArray(OmNode):
             if (s + count[d] - 1) // c != lo:
                 return self._read_box(ctx, start, count, shape, out)
             idx += lo * strides[d]
-        # One chunk: one pread into this thread's buffer, one native call.
+        # One chunk: one pread into this thread's buffer (or the file's map), one
+        # native call.
         core = ctx[0]
         a, b = ctx[1].chunk_range(idx)
         n = b - a
+        view = core.source.view()
+        if view:
+            target = np.empty(shape, dtype) if out is None else out
+            _native.decode_box(ctx[3], target, start, count, idx, view, a, n, source=core.name)
+            return target
         pad = a & 63
         buf, token = _take_buffer(pad + n)
         try:
@@ -1171,13 +1196,28 @@ class OmArray(OmNode):
             return self._read_box(ctx, start, count, tuple(shape), None)
         lut = ctx[1]
         bounds = lut.run_entries(first, last)
+        chunk_len = lut.run_lengths(first, last, bounds)
+        target = np.empty(shape, ctx[4])
+        view = src.view()
+        if view:
+            # offsets into the whole file: increasing, non-negative int64 reinterpreted
+            _native.decode_run(
+                ctx[3],
+                target,
+                start,
+                count,
+                first,
+                view,
+                bounds[:-1].view(np.uint64),
+                chunk_len,
+                core.name,
+            )
+            return target
         a = bounds.item(0)
         b = bounds.item(-1)
         pad = a & 63
         # differences of increasing int64 offsets: non-negative, reinterpreted
         chunk_off = (bounds[:-1] - (a - pad)).view(np.uint64)
-        chunk_len = lut.run_lengths(first, last, bounds)
-        target = np.empty(shape, ctx[4])
         buf, token = _take_buffer(pad + b - a)
         try:
             src.read_range_into(a, b, buf, pad)
@@ -1204,6 +1244,21 @@ class OmArray(OmNode):
             # Consecutive chunks are back to back in the file: no gaps to plan around.
             first, last = run
             bounds = lut.run_entries(first, last)
+            view = core.source.view()
+            if view:
+                target = np.empty(shape, dtype=ctx[4]) if out is None else out
+                _native.decode_run(
+                    ctx[3],
+                    target,
+                    start,
+                    count,
+                    first,
+                    view,
+                    bounds[:-1].view(np.uint64),
+                    lut.run_lengths(first, last, bounds),
+                    core.name,
+                )
+                return target
             a = bounds.item(0)
             b = bounds.item(-1)
             if b - a <= io_max:  # always for local files: one range, one read
@@ -1226,9 +1281,15 @@ class OmArray(OmNode):
         else:
             idx = grid.box_chunks(start, count)
             starts, stops = lut.ranges(idx)
+            sel = tuple([_native.index_run(s, c) for s, c in zip(start, count, strict=True)])
+            target = np.empty(shape, dtype=ctx[4]) if out is None else out
+            if self._decode_in_place(ctx, idx, starts, stops, sel, target.reshape(count)):
+                return target
             plan = plan_reads(
                 starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
             )
+            self._fetch_decode(ctx, plan, idx, sel, target.reshape(count))
+            return target
         sel = tuple([_native.index_run(s, c) for s, c in zip(start, count, strict=True)])
         target = np.empty(shape, dtype=ctx[4]) if out is None else out
         self._fetch_decode(ctx, plan, idx, sel, target.reshape(count))
@@ -1238,6 +1299,34 @@ class OmArray(OmNode):
         """(io_size_max, io_size_merge) for chunk reads: no size cap for local sources."""
         io_max, io_merge = self._file._io
         return (_UNCAPPED if core.source.local else io_max), io_merge
+
+    def _decode_in_place(
+        self,
+        ctx: tuple,
+        idx: np.ndarray,
+        starts: np.ndarray,
+        stops: np.ndarray,
+        sel: tuple,
+        target: np.ndarray,
+    ) -> bool:
+        """Decode the chunks ``idx`` (bytes ``[starts, stops)``) in place from the
+        source's view (file map or bytes) into ``target`` (one native call); False
+        if the source has none."""
+        core = ctx[0]
+        view = core.source.view()
+        if not view:
+            return False
+        _native.decode_select(
+            ctx[3],
+            target,
+            sel,
+            idx.view(np.uint64),
+            view,
+            starts.view(np.uint64),
+            (stops - starts).view(np.uint64),
+            source=core.name,
+        )
+        return True
 
     def _fetch_decode(
         self, ctx: tuple, plan: ReadPlan, idx: np.ndarray, sel: tuple, target: np.ndarray
@@ -1273,15 +1362,17 @@ class OmArray(OmNode):
             return out if out is not None else np.empty(shape, dtype)
         idx = grid.touched(sel)
         starts, stops = lut.ranges(idx)
-        io_max, io_merge = self._data_io(core)
-        plan = plan_reads(
-            starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
-        )
         if out is not None and out.flags.c_contiguous:
             target = out
         else:
             target = np.empty(shape, dtype)
-        self._fetch_decode(ctx, plan, idx, sel.index, target.reshape(sel.full_shape))
+        full = target.reshape(sel.full_shape)
+        if not self._decode_in_place(ctx, idx, starts, stops, sel.index, full):
+            io_max, io_merge = self._data_io(core)
+            plan = plan_reads(
+                starts, stops, io_size_merge=io_merge, io_size_max=io_max, source=core.name
+            )
+            self._fetch_decode(ctx, plan, idx, sel.index, full)
         if out is not None and target is not out:
             out[...] = target
             return out

@@ -5,6 +5,14 @@ A :class:`Source` serves byte ranges of one immutable file: a local path
 (``fs.cat_ranges``: one batched request for many ranges), a binary file-like
 object (seek/read) or a ``bytes`` object.
 
+Chunk data of a local file is decoded straight from a read-only memory map of
+it (:meth:`Source.view`): no copy and no system call per read, the pages a
+decode never touches are never read. A file truncated under the map is caught
+by the native decoder's guard (see ``native/om_mapped.c``) and reported as an
+:class:`~xarray_om.errors.OmFormatError`, never a crash. Set
+``XARRAY_OM_MMAP=0`` in the environment (or :data:`MMAP_READS` to False) to
+read with ``pread`` instead.
+
 Every source fetches the last ``min(size, 64 KiB)`` bytes once when it is
 opened and serves later reads that fall inside that *tail* from memory:
 default writers put the trailer and all metadata records at the end of the
@@ -52,6 +60,10 @@ _NATIVE_PREADS = 8
 _POSIX = os.name == "posix"
 # Local reads cost a system call each, not a round trip: a small tail is enough.
 LOCAL_TAIL_SIZE = 16 * 1024
+
+# Decode local chunk data from a memory map (see the module docstring); read
+# when a source first needs its data, so tests and users can switch it.
+MMAP_READS = os.environ.get("XARRAY_OM_MMAP", "1").strip().lower() not in ("0", "false", "no")
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -241,6 +253,9 @@ class Source:
         self._tail = b""
         self._tail_size = int(spec.default_tail_size if tail_size is None else tail_size)
         self._size = -1
+        # (buffer, guarded) of the whole file for decoding in place, once made; None:
+        # not tried yet, False: not available (remote, file-like, disabled)
+        self._view: Any = None
         # Reads cost a system call or a memory copy, not a request: splitting
         # them (io_size_max) buys nothing, adjacent ranges are read at once.
         local = type(spec) is LocalSpec
@@ -351,6 +366,52 @@ class Source:
             self._closed = True
             self._drop_handle()
             self._tail = b""
+            # a decode running in another thread keeps the map alive until it ends
+            self._view = False
+
+    def changed(self) -> str | None:
+        """What changed about an open local file since it was opened (its size), or None."""
+        fd = self._fd
+        if fd < 0 or self._size < 0:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            return None
+        if size == self._size:
+            return None
+        return f"the file changed size from {self._size} to {size} bytes"
+
+    def view(self) -> Any:
+        """The whole file as one object to decode chunks in place, or None.
+
+        Local files (POSIX): a :class:`~xarray_om._native.FileMap` of the size
+        seen at open (only the native decoders read it, under a guard against
+        the file being truncated meanwhile). Byte sources: their bytes. Remote
+        and file-like sources: None (ranges are read into a buffer instead).
+        """
+        v = self._view
+        if v is None:
+            v = self._make_view()
+        return v or None
+
+    def _make_view(self) -> Any:
+        with self._lock:
+            if self._view is not None:
+                return self._view
+            if self._closed:
+                raise ValueError(f"I/O operation on a closed OM source ({self.name})")
+            view: Any = False
+            spec = self.spec
+            size = self.size
+            if type(spec) is BytesSpec:
+                view = self._conn()
+            elif type(spec) is LocalSpec and MMAP_READS and _POSIX:
+                from .. import _native
+
+                view = _native.FileMap.open(self._conn(), size) or False
+            self._view = view
+            return view
 
     @property
     def closed(self) -> bool:
