@@ -138,6 +138,7 @@ def test_mapped_reads_read_no_chunk_bytes_through_the_source(ref_file, monkeypat
 
         monkeypatch.setattr(Source, meth, spy)
     with OmFile(path) as f:
+        f.source.view()  # mapped now, not after a first small pread (view_for)
         arrays = {name: f[name] for name in ARRAYS}
         for a in arrays.values():
             a._read_ctx()[1].load_all()  # the LUTs: metadata, read through the source
@@ -163,13 +164,52 @@ def test_closing_unmaps_and_keeps_one_descriptor(ref_file):
 
     if not os.path.exists("/proc/self/maps"):
         pytest.skip("needs /proc (Linux)")
+    source_mod.release_maps()
+    gc.collect()
     f = OmFile(path)
+    assert type(f.source.view()) is _native.FileMap  # small reads alone would pread first
     np.testing.assert_array_equal(f["f64"][...], ref["f64"])
     assert maps() >= 1
     assert fds() == 1  # the map holds no descriptor of its own
     f.close()
     gc.collect()
-    assert maps() == 0 and fds() == 0
+    assert fds() == 0
+    assert maps() >= 1  # kept for the next open of the same file
+    source_mod.release_maps()
+    gc.collect()
+    assert maps() == 0
+
+
+def test_reopens_share_one_map_and_replaced_files_get_a_new_one(tmp_path):
+    path = tmp_path / "m.om"
+    rng = np.random.default_rng(1)
+
+    def write(data):
+        from xarray_om.format.writer import OmWriter
+
+        with OmWriter(path) as w:  # a new file renamed over the old one: a new inode
+            w.close(w.write_array(data, chunks=(4, 50)))
+
+    old = rng.normal(size=(40, 50)).astype(np.float32)
+    write(old)
+    source_mod.release_maps()
+    views = []
+    for _ in range(3):  # open + one small read + close, three times
+        with OmFile(path) as f:
+            np.testing.assert_array_equal(f.root[5, :], old[5])
+            views.append(f.source._view)
+    # the first small read of an unseen file is a pread; the next open maps it,
+    # the one after reuses that map
+    assert views[0] is None
+    assert type(views[1]) is _native.FileMap and views[2] is views[1]
+    new = old + 1
+    write(new)
+    with OmFile(path) as f:
+        np.testing.assert_array_equal(f.root[5, :], new[5])
+        np.testing.assert_array_equal(f.root[...], new)
+        assert type(f.source._view) is _native.FileMap and f.source._view is not views[1]
+    assert sum(k[0] == str(path) for k in source_mod._MAPS) == 1  # the old map dropped
+    source_mod.release_maps()
 
 
 def _target(fd: str) -> str:

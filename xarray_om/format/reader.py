@@ -1072,9 +1072,6 @@ class OmArray(OmNode):
                 core = ctx[0]
                 lut = ctx[1]
                 src = core.source
-                view = src._view
-                if view is None:
-                    view = src._make_view()
                 if lut._complete:  # Lut.chunk_range inlined
                     e = lut._entries  # after the flag (see Lut._load_whole)
                     a = e.item(idx)
@@ -1084,6 +1081,9 @@ class OmArray(OmNode):
                 else:
                     a, b = lut.chunk_range(idx)
                 n = b - a
+                view = src._view
+                if view is None:
+                    view = src.view_for(n)
                 if view:
                     # decoded in place: only the pages the decode touches are read
                     target = np.empty(shape, ctx[4])
@@ -1157,7 +1157,7 @@ class OmArray(OmNode):
         core = ctx[0]
         a, b = ctx[1].chunk_range(idx)
         n = b - a
-        view = core.source.view()
+        view = core.source.view_for(n)
         if view:
             target = np.empty(shape, dtype) if out is None else out
             _native.decode_box(ctx[3], target, start, count, idx, view, a, n, source=core.name)
@@ -1198,7 +1198,7 @@ class OmArray(OmNode):
         bounds = lut.run_entries(first, last)
         chunk_len = lut.run_lengths(first, last, bounds)
         target = np.empty(shape, ctx[4])
-        view = src.view()
+        view = src.view_for(bounds.item(-1) - bounds.item(0))
         if view:
             # offsets into the whole file: increasing, non-negative int64 reinterpreted
             _native.decode_run(
@@ -1244,7 +1244,7 @@ class OmArray(OmNode):
             # Consecutive chunks are back to back in the file: no gaps to plan around.
             first, last = run
             bounds = lut.run_entries(first, last)
-            view = core.source.view()
+            view = core.source.view_for(bounds.item(-1) - bounds.item(0))
             if view:
                 target = np.empty(shape, dtype=ctx[4]) if out is None else out
                 _native.decode_run(
@@ -1313,7 +1313,7 @@ class OmArray(OmNode):
         source's view (file map or bytes) into ``target`` (one native call); False
         if the source has none."""
         core = ctx[0]
-        view = core.source.view()
+        view = core.source.view_for(stops.item(-1) - starts.item(0) if starts.size else 0)
         if not view:
             return False
         _native.decode_select(

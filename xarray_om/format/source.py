@@ -64,6 +64,28 @@ LOCAL_TAIL_SIZE = 16 * 1024
 # Decode local chunk data from a memory map (see the module docstring); read
 # when a source first needs its data, so tests and users can switch it.
 MMAP_READS = os.environ.get("XARRAY_OM_MMAP", "1").strip().lower() not in ("0", "false", "no")
+# The first read of a local source below this many bytes is a pread: mapping and
+# unmapping (and the page faults) cost more than copying that much once, and a
+# file opened for a single point read (a dask task, a cold read) is common.
+MAP_MIN_BYTES = 128 * 1024
+# Maps of the most recently mapped local files, by file identity (device, inode,
+# size, mtime): reopening one (a loop of open + point read + close, a dask task)
+# reuses its map instead of mapping, faulting in and unmapping again. A map holds
+# no descriptor, but it does keep a deleted file's blocks until it is dropped
+# (evicted, or :func:`release_maps`).
+MAP_CACHE_SIZE = 8
+_MAPS: dict[tuple, Any] = {}
+# identities of local files read once without a map (the second read maps them)
+_SEEN: dict[tuple, None] = {}
+_MAPS_LOCK = threading.Lock()
+
+
+def release_maps() -> None:
+    """Drop the cached maps of local files (each goes once no read uses it)."""
+    with _MAPS_LOCK:
+        _MAPS.clear()
+        _SEEN.clear()
+
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -256,6 +278,7 @@ class Source:
         # (buffer, guarded) of the whole file for decoding in place, once made; None:
         # not tried yet, False: not available (remote, file-like, disabled)
         self._view: Any = None
+        self._ident: tuple | None = None  # (path, device, inode, size, mtime) of a local file
         # Reads cost a system call or a memory copy, not a request: splitting
         # them (io_size_max) buys nothing, adjacent ranges are read at once.
         local = type(spec) is LocalSpec
@@ -274,7 +297,9 @@ class Source:
         self._handle = fd
         self._generation = _FORK_GENERATION
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            self._ident = (self.spec.path, st.st_dev, st.st_ino, size, st.st_mtime_ns)
             n = self._tail_size
             if n > 0 and size > 0:
                 start = size - n if size > n else 0
@@ -369,6 +394,27 @@ class Source:
             # a decode running in another thread keeps the map alive until it ends
             self._view = False
 
+    def _local_map(self, size: int) -> Any:
+        """The cached map of this local file, or a new one (cached); False if none."""
+        ident = self._ident
+        m = None if ident is None else _MAPS.get(ident)
+        if m is not None:
+            return m
+        from .. import _native
+
+        m = _native.FileMap.open(self._conn(), size)
+        if m is None:
+            return False
+        if ident is not None:
+            with _MAPS_LOCK:
+                # a file replaced or rewritten under the same path: its old map goes
+                for k in [k for k in _MAPS if k[0] == ident[0]]:
+                    del _MAPS[k]
+                while len(_MAPS) >= MAP_CACHE_SIZE:
+                    del _MAPS[next(iter(_MAPS))]  # the oldest
+                _MAPS[ident] = m
+        return m
+
     def changed(self) -> str | None:
         """What changed about an open local file since it was opened (its size), or None."""
         fd = self._fd
@@ -395,6 +441,31 @@ class Source:
             v = self._make_view()
         return v or None
 
+    def view_for(self, nbytes: int) -> Any:
+        """:meth:`view` for a read of about ``nbytes`` chunk bytes.
+
+        None (read them with pread) when mapping would not pay: the first small
+        read of a local file that no earlier open mapped or read, so that a file
+        opened for one point read is never mapped. The next open of the same file
+        maps it (and keeps the map for later opens, see :data:`MAP_CACHE_SIZE`).
+        """
+        v = self._view
+        if v is None:
+            ident = self._ident
+            if ident is not None and MMAP_READS:
+                m = _MAPS.get(ident)
+                if m is not None:
+                    self._view = m
+                    return m
+                if nbytes < MAP_MIN_BYTES and ident not in _SEEN:
+                    with _MAPS_LOCK:
+                        if len(_SEEN) >= 4 * MAP_CACHE_SIZE:
+                            _SEEN.clear()
+                        _SEEN[ident] = None
+                    return None
+            v = self._make_view()
+        return v or None
+
     def _make_view(self) -> Any:
         with self._lock:
             if self._view is not None:
@@ -407,9 +478,7 @@ class Source:
             if type(spec) is BytesSpec:
                 view = self._conn()
             elif type(spec) is LocalSpec and MMAP_READS and _POSIX:
-                from .. import _native
-
-                view = _native.FileMap.open(self._conn(), size) or False
+                view = self._local_map(size)
             self._view = view
             return view
 
