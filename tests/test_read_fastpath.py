@@ -170,8 +170,8 @@ def _has_list(key) -> bool:
 
 def test_fast_path_is_taken(om_file, monkeypatch):
     """Box keys never build index arrays; one chunk or one run of chunks (one byte
-    range) is one read_range_into + one decode_box; other boxes use read_into +
-    decode_select (one each)."""
+    range) is one read_range_into + one decode_box1 / decode_run; other boxes use
+    read_into + decode_select (one each)."""
     path, ref = om_file
     calls = []
 
@@ -185,13 +185,14 @@ def test_fast_path_is_taken(om_file, monkeypatch):
     )
     spy(_native, "decode_select")
     spy(_native, "decode_box")
+    spy(_native, "decode_box1")
     spy(_native, "decode_run")
     with OmFile(path) as f:
         spy(type(f.source), "read_into")
         spy(type(f.source), "read_range_into")
         a = f["f32"]
         np.testing.assert_array_equal(a[3, 2, 0:7], ref["f32"][3, 2, 0:7])  # one chunk
-        assert calls == ["read_range_into", "decode_box"]
+        assert calls == ["read_range_into", "decode_box1"]
         calls.clear()
         np.testing.assert_array_equal(a[3, 2, :], ref["f32"][3, 2, :])  # a run of 5 chunks
         assert calls == ["read_range_into", "decode_run"]  # point key: no box planning
@@ -867,14 +868,17 @@ def test_point_reads_one_chunk(tmp_path, monkeypatch):
     calls = []
     real = _native.decode_box1
     monkeypatch.setattr(_native, "decode_box1", lambda *a: calls.append(a[4]) or real(*a))
+    boxes = []  # keys that went on to box planning (box_key): not the point path
+    real_box = reader_mod.box_key
+    monkeypatch.setattr(reader_mod, "box_key", lambda *a: boxes.append(a[0]) or real_box(*a))
     with OmFile(path) as f:
         a = f.root
         for key in [(1, 2, slice(None)), (-1, -9, slice(None)), (6, 8, 39), (0, 0, -40)]:
             np.testing.assert_array_equal(a[key], data[key])
-        assert len(calls) == 4
+        assert len(calls) == 4 and boxes == []
         for key in [(slice(None), 2, 3), (1, slice(0, 3), 4), (np.int64(1), 2, 3), (1, 2)]:
             np.testing.assert_array_equal(a[key], data[key])
-        assert len(calls) == 4
+        assert len(boxes) == 4
         for key in [(7, 0, 0), (0, -10, 0), (0, 0, 40)]:
             with pytest.raises(IndexError):
                 a[key]

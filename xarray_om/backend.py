@@ -229,6 +229,18 @@ def _compose_keys(old: tuple, new: tuple, sizes: tuple[int, ...]) -> tuple[tuple
 _WHOLE = slice(None)
 
 
+def _is_block(key: tuple, shape: tuple[int, ...]) -> bool:
+    """``key`` is what dask asks of a block: ``slice(a, b)`` with ``0 <= a < b <= n``."""
+    for k, n in zip(key, shape, strict=True):
+        if type(k) is not slice or k.step is not None:
+            return False
+        a = k.start
+        b = k.stop
+        if type(a) is not int or type(b) is not int or not 0 <= a < b <= n:
+            return False
+    return True
+
+
 class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
     """xarray's :class:`~xarray.core.indexing.LazilyIndexedArray` with its own key composition.
 
@@ -243,19 +255,27 @@ class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
 
     # Plain attributes instead of the inherited properties: dask and xarray's
     # wrappers read them several times per task, through two more layers.
-    __slots__ = ("dtype", "ndim", "shape")
+    __slots__ = ("_untouched", "dtype", "ndim", "shape")
 
     def __init__(self, array: Any, key: indexing.ExplicitIndexer | None = None) -> None:
         super().__init__(array, key)
         self.shape = self._shape
         self.ndim = len(self._shape)
         self.dtype = self.array.dtype
+        # the key selects everything (as opened): dask blocks need no composition
+        self._untouched = all(type(k) is slice and k == _WHOLE for k in self.key.tuple)
 
     def _compose(self, indexer: indexing.ExplicitIndexer) -> OmLazilyIndexedArray:
         new_key = indexer.tuple
         if len(new_key) != self.ndim:
             new_key = indexing.expanded_indexer(new_key, self.ndim)
-        key, shape = _compose_keys(self.key.tuple, new_key, self.array.shape)
+        old = self.key.tuple
+        if self._untouched and _is_block(new_key, self.shape):
+            # a dask block of the untouched array: its slices are the key
+            key = new_key
+            shape = tuple([k.stop - k.start for k in new_key])
+        else:
+            key, shape = _compose_keys(old, new_key, self.array.shape)
         new = object.__new__(type(self))
         new.array = self.array
         basic = all(type(k) is not np.ndarray for k in key)
@@ -263,6 +283,7 @@ class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
         new._shape = new.shape = shape
         new.ndim = len(shape)
         new.dtype = self.dtype
+        new._untouched = False
         return new
 
     def _oindex_get(self, indexer: indexing.OuterIndexer) -> Any:
@@ -277,6 +298,8 @@ class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
         array = self.array
         key = self.key
         if type(array) is OmBackendArray and type(key) in _NATIVE_KEYS:
+            if not array.leading_axes:  # the dask block path: no more layers
+                return array.array.read(key.tuple)
             out = array._getitem(key.tuple)
             return out if type(out) is np.ndarray else np.asarray(out)
         if isinstance(array, BackendArray):
