@@ -73,10 +73,12 @@ MAP_MIN_BYTES = 128 * 1024
 # reuses its map instead of mapping, faulting in and unmapping again. A map holds
 # no descriptor, but it does keep a deleted file's blocks until it is dropped
 # (evicted, or :func:`release_maps`).
-MAP_CACHE_SIZE = 8
+MAP_CACHE_SIZE = 32
 _MAPS: dict[tuple, Any] = {}
-# identities of local files read once without a map (the second read maps them)
-_SEEN: dict[tuple, None] = {}
+# Small reads of a local file without a map, by identity: the file is mapped at
+# its MAP_AFTER_READS-th (opened again and again: the map is kept and pays off).
+MAP_AFTER_READS = 3
+_SEEN: dict[tuple, int] = {}
 _MAPS_LOCK = threading.Lock()
 
 
@@ -445,9 +447,10 @@ class Source:
         """:meth:`view` for a read of about ``nbytes`` chunk bytes.
 
         None (read them with pread) when mapping would not pay: the first small
-        read of a local file that no earlier open mapped or read, so that a file
-        opened for one point read is never mapped. The next open of the same file
-        maps it (and keeps the map for later opens, see :data:`MAP_CACHE_SIZE`).
+        reads of a local file that is not mapped yet, so that a file opened for a
+        point read or two is never mapped. A file read again and again (its
+        :data:`MAP_AFTER_READS`-th small read, over any number of opens) is mapped
+        and the map kept for later opens (see :data:`MAP_CACHE_SIZE`).
         """
         v = self._view
         if v is None:
@@ -457,12 +460,13 @@ class Source:
                 if m is not None:
                     self._view = m
                     return m
-                if nbytes < MAP_MIN_BYTES and ident not in _SEEN:
-                    with _MAPS_LOCK:
+                if nbytes < MAP_MIN_BYTES:
+                    seen = _SEEN.get(ident, 0) + 1
+                    if seen < MAP_AFTER_READS:
                         if len(_SEEN) >= 4 * MAP_CACHE_SIZE:
                             _SEEN.clear()
-                        _SEEN[ident] = None
-                    return None
+                        _SEEN[ident] = seen
+                        return None
             v = self._make_view()
         return v or None
 
