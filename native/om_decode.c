@@ -676,6 +676,11 @@ OM_INLINE void copy_run(uint8_t *dst, const uint8_t *src, uint64_t len, size_t e
 }
 
 #define OM_ROWSEL_MAX 16
+/* Rows shorter than this decode faster by the plain prefix path: the
+ * row-selection path pays a call and a row switch per row. */
+#ifndef OM_ROWSEL_MIN_ROW
+#define OM_ROWSEL_MIN_ROW 256
+#endif
 
 int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint64_t *sel_len,
                      void *out, size_t n, const uint64_t *chunk_idx, const uint8_t *data,
@@ -966,7 +971,7 @@ int om_decode_select(const om_array_t *a, const int64_t *const *sel, const uint6
          * local rows of the selection, at most 1 in 2 of the decoded rows). */
         uint32_t rows[OM_ROWSEL_MAX];
         size_t nrows = 0;
-        if (ncols == 0 && count > L && stop / L >= 2 &&
+        if (ncols == 0 && count > L && stop / L >= 2 && L >= OM_ROWSEL_MIN_ROW &&
             !(a->compression == OM_FPX_XOR && a->dtype != OM_FLOAT)) {
             uint64_t combos = 1;
             for (int d = 0; d < D - 1 && combos <= OM_ROWSEL_MAX; d++)
