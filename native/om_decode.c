@@ -489,9 +489,14 @@ static int64_t decode_part(const om_array_t *a, const uint8_t *in, size_t in_len
     const int dtype = a->dtype, compression = a->compression;
     *kind = -1;
     *qw = om_dtype_size(dtype);
-    if (nrows && !ncols && n > L && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
+    const int partial = (nrows && !ncols && n > L) || ncols;
+    if (partial && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
         if (compression == OM_FPX_XOR)
-            return om_fpx_decode_rowsel32(in, in_len, n, (uint32_t *)vals, L, stop, rows, nrows);
+            return ncols ? om_fpx_decode_sparse32(in, in_len, n, (uint32_t *)vals, L, stop, cols,
+                                                  ncols)
+                         : om_fpx_decode_rowsel32(in, in_len, n, (uint32_t *)vals, L, stop, rows,
+                                                  nrows);
+        /* the integers the PFor coder stores: width, zigzag, and the value step */
         int width = (int)om_dtype_size(dtype) * 8, zz = 1;
         if (converts(dtype, compression)) {
             if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
@@ -504,24 +509,8 @@ static int64_t decode_part(const om_array_t *a, const uint8_t *in, size_t in_len
         } else {
             zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
         }
-        return om_pfor_decode_rowsel(in, in_len, n, zz, width, vals, L, stop, rows, nrows);
-    }
-    if (ncols && !(compression == OM_FPX_XOR && dtype != OM_FLOAT)) {
-        if (compression == OM_FPX_XOR)
-            return om_fpx_decode_sparse32(in, in_len, n, (uint32_t *)vals, L, stop, cols, ncols);
-        int width = (int)om_dtype_size(dtype) * 8, zz = 1;
-        if (converts(dtype, compression)) {
-            if (compression == OM_PFOR_INT16 || compression == OM_PFOR_INT16_LOG) {
-                *kind = compression == OM_PFOR_INT16 ? 0 : 1;
-                width = 16;
-            } else {
-                *kind = dtype == OM_FLOAT ? 2 : 3;
-            }
-            *qw = (size_t)width / 8;
-        } else {
-            zz = dtype == OM_INT8 || dtype == OM_INT16 || dtype == OM_INT32 || dtype == OM_INT64;
-        }
-        return om_pfor_decode_sparse(in, in_len, n, zz, width, vals, L, stop, cols, ncols);
+        return ncols ? om_pfor_decode_sparse(in, in_len, n, zz, width, vals, L, stop, cols, ncols)
+                     : om_pfor_decode_rowsel(in, in_len, n, zz, width, vals, L, stop, rows, nrows);
     }
     if (converts(dtype, compression)) {
         int width;

@@ -1928,16 +1928,25 @@ OM_INLINE int64_t rowsel_decode(const uint8_t *in, size_t in_len, size_t n, int 
     }
 }
 
+/* The arguments of the row-selection entry points are consistent. */
+static int rowsel_args_ok(const uint8_t *in, size_t in_len, size_t n, const void *out, size_t L,
+                          size_t stop, const uint32_t *rows, size_t nrows)
+{
+    if (n == 0 || out == NULL || (in == NULL && in_len) || L == 0 || n <= L || nrows == 0 ||
+        rows == NULL || stop > n || stop % L != 0 || rows[nrows - 1] >= stop / L)
+        return 0;
+    for (size_t k = 1; k < nrows; k++)
+        if (rows[k] <= rows[k - 1])
+            return 0;
+    return 1;
+}
+
 int64_t om_pfor_decode_rowsel(const uint8_t *in, size_t in_len, size_t n, int zigzag, int width,
                               void *out, size_t row_len, size_t stop, const uint32_t *rows,
                               size_t nrows)
 {
-    if (n == 0 || out == NULL || (in == NULL && in_len) || row_len == 0 || n <= row_len ||
-        nrows == 0 || stop > n || stop % row_len != 0 || rows[nrows - 1] >= stop / row_len)
+    if (!rowsel_args_ok(in, in_len, n, out, row_len, stop, rows, nrows))
         return OM_E_INVALID;
-    for (size_t k = 1; k < nrows; k++)
-        if (rows[k] <= rows[k - 1])
-            return OM_E_INVALID;
     const int zz = zigzag != 0;
     switch (width) {
     case 8: return rowsel_decode(in, in_len, n, zz, 8, 0, out, row_len, stop, rows, nrows);
@@ -1951,12 +1960,8 @@ int64_t om_pfor_decode_rowsel(const uint8_t *in, size_t in_len, size_t n, int zi
 int64_t om_fpx_decode_rowsel32(const uint8_t *in, size_t in_len, size_t n, uint32_t *out,
                                size_t row_len, size_t stop, const uint32_t *rows, size_t nrows)
 {
-    if (n == 0 || out == NULL || (in == NULL && in_len) || row_len == 0 || n <= row_len ||
-        nrows == 0 || stop > n || stop % row_len != 0 || rows[nrows - 1] >= stop / row_len)
+    if (!rowsel_args_ok(in, in_len, n, out, row_len, stop, rows, nrows))
         return OM_E_INVALID;
-    for (size_t k = 1; k < nrows; k++)
-        if (rows[k] <= rows[k - 1])
-            return OM_E_INVALID;
     return rowsel_decode(in, in_len, n, 0, 32, 1, out, row_len, stop, rows, nrows);
 }
 

@@ -999,6 +999,7 @@ def test_one_fetch_and_one_decode_per_dask_task(big_run, monkeypatch, mapped):
     from xarray_om.format.source import Source
 
     monkeypatch.setattr(source_mod, "MMAP_READS", mapped)
+    monkeypatch.setattr(source_mod, "MAP_MIN_BYTES", 0)  # map at the first read, however small
 
     path, ref = big_run
     calls = {"fetch": 0, "decode": 0}

@@ -214,6 +214,25 @@ def test_reopens_share_one_map_and_replaced_files_get_a_new_one(tmp_path):
     source_mod.release_maps()
 
 
+def test_a_large_first_read_maps_at_once(tmp_path, monkeypatch):
+    from xarray_om.format.writer import OmWriter
+
+    path = tmp_path / "big.om"
+    data = np.arange(64 * 50, dtype=np.float32).reshape(64, 50)
+    with OmWriter(path) as w:
+        w.close(w.write_array(data, chunks=(4, 50)))
+    source_mod.release_maps()
+    with OmFile(path) as f:
+        nbytes = f.size
+    monkeypatch.setattr(source_mod, "MAP_MIN_BYTES", nbytes // 2)
+    with OmFile(path) as f:
+        np.testing.assert_array_equal(f.root[0, :], data[0])  # one small chunk: pread
+        assert f.source._view is None
+        np.testing.assert_array_equal(f.root[...], data)  # more than MAP_MIN_BYTES: mapped
+        assert type(f.source._view) is _native.FileMap
+    source_mod.release_maps()
+
+
 def _target(fd: str) -> str:
     try:
         return os.readlink(f"/proc/self/fd/{fd}")

@@ -1195,11 +1195,29 @@ class OmArray(OmNode):
         src = core.source
         if not src.local:  # remote: reads are planned (split at io_size_max)
             return self._read_box(ctx, start, count, tuple(shape), None)
-        lut = ctx[1]
-        bounds = lut.run_entries(first, last)
-        chunk_len = lut.run_lengths(first, last, bounds)
+        bounds = ctx[1].run_entries(first, last)
         target = np.empty(shape, ctx[4])
-        view = src.view_for(bounds.item(-1) - bounds.item(0))
+        self._decode_run(ctx, target, start, count, first, last, bounds)
+        return target
+
+    def _decode_run(
+        self,
+        ctx: tuple,
+        target: np.ndarray,
+        start: list[int],
+        count: list[int],
+        first: int,
+        last: int,
+        bounds: np.ndarray,
+    ) -> None:
+        """Decode the run of chunks ``first..last`` (file offsets ``bounds``) into
+        ``target``: in place from the source's view, else read in one range."""
+        core = ctx[0]
+        src = core.source
+        chunk_len = ctx[1].run_lengths(first, last, bounds)
+        a = bounds.item(0)
+        b = bounds.item(-1)
+        view = src.view_for(b - a)
         if view:
             # offsets into the whole file: increasing, non-negative int64 reinterpreted
             _native.decode_run(
@@ -1213,9 +1231,7 @@ class OmArray(OmNode):
                 chunk_len,
                 core.name,
             )
-            return target
-        a = bounds.item(0)
-        b = bounds.item(-1)
+            return
         pad = a & 63
         # differences of increasing int64 offsets: non-negative, reinterpreted
         chunk_off = (bounds[:-1] - (a - pad)).view(np.uint64)
@@ -1227,7 +1243,6 @@ class OmArray(OmNode):
             )
         finally:
             _give_buffer(buf, token)
-        return target
 
     def _read_box(
         self,
@@ -1245,37 +1260,9 @@ class OmArray(OmNode):
             # Consecutive chunks are back to back in the file: no gaps to plan around.
             first, last = run
             bounds = lut.run_entries(first, last)
-            view = core.source.view_for(bounds.item(-1) - bounds.item(0))
-            if view:
+            if bounds.item(-1) - bounds.item(0) <= io_max:  # always for local files
                 target = np.empty(shape, dtype=ctx[4]) if out is None else out
-                _native.decode_run(
-                    ctx[3],
-                    target,
-                    start,
-                    count,
-                    first,
-                    view,
-                    bounds[:-1].view(np.uint64),
-                    lut.run_lengths(first, last, bounds),
-                    core.name,
-                )
-                return target
-            a = bounds.item(0)
-            b = bounds.item(-1)
-            if b - a <= io_max:  # always for local files: one range, one read
-                pad = a & 63
-                # differences of increasing int64 offsets: non-negative, reinterpreted
-                chunk_off = (bounds[:-1] - (a - pad)).view(np.uint64)
-                chunk_len = lut.run_lengths(first, last, bounds)
-                target = np.empty(shape, dtype=ctx[4]) if out is None else out
-                buf, token = _take_buffer(pad + b - a)
-                try:
-                    core.source.read_range_into(a, b, buf, pad)
-                    _native.decode_run(
-                        ctx[3], target, start, count, first, buf, chunk_off, chunk_len, core.name
-                    )
-                finally:
-                    _give_buffer(buf, token)
+                self._decode_run(ctx, target, start, count, first, last, bounds)
                 return target
             idx = _native.index_run(first, last - first + 1)
             plan = plan_run(bounds, io_size_max=io_max)
