@@ -90,7 +90,8 @@ def _decode_error(r: int, where: str, source: object) -> OmFormatError:
     if r == lib.OM_E_MAPPING:
         # not the chunk's fault: the file shrank under the memory map while being read
         return OmFormatError(
-            "the file was truncated while being read (a mapped page past its new end)",
+            "the file was truncated while being read, or its storage failed (SIGBUS on a "
+            "mapped page)",
             source=source,
         )
     return OmCodecError(f"cannot decode {where}: {_message(r)}", source=source)
