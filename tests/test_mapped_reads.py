@@ -233,6 +233,20 @@ def test_a_large_first_read_maps_at_once(tmp_path, monkeypatch):
     source_mod.release_maps()
 
 
+def test_unpickled_sources_know_their_file(ref_file):
+    """A source restored from a pickle (opened lazily) identifies its file like an
+    opened one, so it shares the cached map."""
+    import pickle
+
+    path, _ = ref_file
+    with OmFile(path) as f:
+        m = f.source.view()
+        back = pickle.loads(pickle.dumps(f.source))
+        assert back.view_for(1) is m  # a small read: the cached map, found by identity
+        assert back._ident == f.source._ident and back._ident is not None
+        back.close()
+
+
 def _target(fd: str) -> str:
     try:
         return os.readlink(f"/proc/self/fd/{fd}")

@@ -64,9 +64,9 @@ LOCAL_TAIL_SIZE = 16 * 1024
 # Decode local chunk data from a memory map (see the module docstring); read
 # when a source first needs its data, so tests and users can switch it.
 MMAP_READS = os.environ.get("XARRAY_OM_MMAP", "1").strip().lower() not in ("0", "false", "no")
-# The first read of a local source below this many bytes is a pread: mapping and
-# unmapping (and the page faults) cost more than copying that much once, and a
-# file opened for a single point read (a dask task, a cold read) is common.
+# Reads of a local file below this many bytes are preads until the file has been
+# read MAP_AFTER_READS times: mapping and unmapping (and the page faults) cost more
+# than copying that much once, and a file opened for a point read or two is common.
 MAP_MIN_BYTES = 128 * 1024
 # Maps of the most recently mapped local files, by file identity (device, inode,
 # size, mtime): reopening one (a loop of open + point read + close, a dask task)
@@ -277,8 +277,9 @@ class Source:
         self._tail = b""
         self._tail_size = int(spec.default_tail_size if tail_size is None else tail_size)
         self._size = -1
-        # (buffer, guarded) of the whole file for decoding in place, once made; None:
-        # not tried yet, False: not available (remote, file-like, disabled)
+        # the whole file to decode chunks in place (a FileMap, or a bytes source's
+        # memoryview) once made; None: not tried yet, False: none (remote, file-like,
+        # maps disabled)
         self._view: Any = None
         self._ident: tuple | None = None  # (path, device, inode, size, mtime) of a local file
         # Reads cost a system call or a memory copy, not a request: splitting
@@ -454,6 +455,8 @@ class Source:
         """
         v = self._view
         if v is None:
+            if self._size < 0:
+                self._open()  # a lazily opened source learns its identity here
             ident = self._ident
             if ident is not None and MMAP_READS:
                 m = _MAPS.get(ident)
@@ -501,7 +504,10 @@ class Source:
     def _fetch_size(self) -> int:
         h = self._conn()
         if isinstance(h, int):
-            return os.fstat(h).st_size
+            st = os.fstat(h)
+            if type(self.spec) is LocalSpec:  # a lazily (re)opened local file: as _open_local
+                self._ident = (self.spec.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            return st.st_size
         if isinstance(h, memoryview):
             return h.nbytes
         if isinstance(h, tuple):
