@@ -298,8 +298,6 @@ class OmLazilyIndexedArray(indexing.LazilyIndexedArray):
         array = self.array
         key = self.key
         if type(array) is OmBackendArray and type(key) in _NATIVE_KEYS:
-            if not array.leading_axes:  # the dask block path: no more layers
-                return array.array.read(key.tuple)
             out = array._getitem(key.tuple)
             return out if type(out) is np.ndarray else np.asarray(out)
         if isinstance(array, BackendArray):
