@@ -9,7 +9,9 @@ minimum and the process CPU time where given):
    task opens the file by path and reads its chunk (``OmFile(path).root[slices]``),
    and, for scale, a bare dask array sharing one opened ``OmFile``.
 2. ``chunks="auto"`` load throughput against omfiles' raw whole read
-   (``OmFileReader(p)[...]``) of the same file.
+   (``OmFileReader(p)[...]``) of the same file, the tasks alone, dask's final
+   concatenation alone, and the floor of any backend: the same dask blocks filled
+   with a constant, loaded the same way.
 3. ``open_mfdataset`` over 24 time-chunked files (``combine="by_coords"``): open times
    for omfiles' backend and ours with the same keywords (``chunks``, ``parallel``), load
    times with the tasks alone (no final concatenation) and the numpy floor of that
@@ -220,6 +222,16 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
     np.testing.assert_array_equal(var.values, omfiles_read())
     arr = var.data
     graph, keys = dict(arr.__dask_graph__()), arr.__dask_keys__()
+    # The floor of any backend: a dask array with the same blocks whose tasks only
+    # allocate and fill them (no file, no decoding), loaded the same way.
+    import dask.array as da
+
+    floor = da.map_blocks(
+        lambda block_info=None: np.full(block_info[None]["chunk-shape"], 1, np.float32),
+        dtype=np.float32,
+        chunks=arr.chunks,
+        meta=np.empty((0,) * arr.ndim, np.float32),
+    )
     t = Timings()
     with dask.config.set(scheduler="threads", num_workers=2):
         for _ in range(reps):
@@ -230,13 +242,14 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
             blocks = t.run("tasks", lambda: dask.threaded.get(graph, keys, num_workers=2))
             t.run("concat", lambda b=blocks: dask.array.core.concatenate3(b))
             del blocks
+            t.run("floor", floor.compute)
     ds.close()
     return {
         "shape": shape,
         "chunks": chunks,
         "dask_chunks": [len(c) for c in var.chunks],
         "mb": int(np.prod(shape)) * 4 / 1e6,
-        "t": {k: t.best(k) for k in ("omfiles_raw", "ours_auto", "tasks", "concat")},
+        "t": {k: t.best(k) for k in ("omfiles_raw", "ours_auto", "tasks", "concat", "floor")},
     }
 
 
@@ -497,6 +510,13 @@ def report(results: dict, markdown: bool) -> str:
                 f"   of which: tasks alone {tasks:.3f} s, dask's final concatenation of the "
                 f"blocks alone {concat:.3f} s -> with tasks taking no time at most "
                 f"{r['t']['omfiles_raw'][0] / concat:.2f}x"
+            )
+        if "floor" in r["t"]:
+            floor = r["t"]["floor"][0]
+            lines.append(
+                f"   floor: the same blocks filled with a constant (no file, no decoding) and "
+                f"loaded the same way {floor:.3f} s -> any backend at most "
+                f"{r['t']['omfiles_raw'][0] / floor:.2f}x"
             )
     if "3" in results:
         r = results["3"]
