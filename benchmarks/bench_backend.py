@@ -19,7 +19,8 @@ minimum and the process CPU time where given):
 4. ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``: whole
    ``.sum()`` against the threaded scheduler (2 threads) on a 250 MB file, a 1 GB file
    (37 tasks) and one task per OM chunk (per-task overhead), with the pickled sizes of
-   the dataset and the graph, and a control without files.
+   the dataset and the graph, and two controls without files (``sin(ones).sum()`` on
+   the small file's blocks, and big_auto's blocks filled with a constant and summed).
 
 Usage::
 
@@ -227,7 +228,7 @@ def case_auto(tmp: str, reps: int, quick: bool) -> dict:
     import dask.array as da
 
     floor = da.map_blocks(
-        lambda block_info=None: np.full(block_info[None]["chunk-shape"], 1, np.float32),
+        _constant_block,
         dtype=np.float32,
         chunks=arr.chunks,
         meta=np.empty((0,) * arr.ndim, np.float32),
@@ -382,6 +383,10 @@ def _cluster_pair(client, t: Timings, label: str, collection, reps: int):
     return r_cluster, r_threads
 
 
+def _constant_block(block_info=None) -> np.ndarray:
+    return np.full(block_info[None]["chunk-shape"], 1, np.float32)
+
+
 def _block_cpu(block) -> float:
     """Process CPU seconds to compute one dask block here (sync scheduler)."""
     c = time.process_time()
@@ -440,6 +445,18 @@ def case_cluster(tmp: str, reps: int, quick: bool) -> dict:
                 "dataset_pickle": ds_bytes,
                 "graph_pickle": graph_bytes,
             }
+            if label == "big_auto":
+                # The same blocks without a file (filled with a constant, then summed):
+                # what the cluster makes of this graph's shape by itself.
+                import dask.array as da
+
+                blocks = da.map_blocks(
+                    _constant_block,
+                    dtype=np.float32,
+                    chunks=var.data.chunks,
+                    meta=np.empty((0,) * var.ndim, np.float32),
+                )
+                _cluster_pair(client, t, "big_auto_blocks", blocks.sum(), reps)
             if label == "big":
                 # One block's read + sum: CPU on a worker against in this process.
                 block = var.data.blocks[0, 0, 0].sum()
@@ -565,10 +582,15 @@ def report(results: dict, markdown: bool) -> str:
         lines.append(
             "4. .sum() on LocalCluster(2 processes, 1 thread each) vs threads(2); median wall (min)"
         )
-        for label in ("small", "big", "big_auto", "tasks", "control"):
+        labels = ("small", "big", "big_auto", "big_auto_blocks", "tasks", "control")
+        for label in labels:
+            if f"{label} cluster" not in tt:
+                continue
             c, th = tt[f"{label} cluster"], tt[f"{label} threads"]
             if label == "control":
                 desc = "control: sin(ones).sum(), small's blocks, no file"
+            elif label == "big_auto_blocks":
+                desc = "control: big_auto's blocks filled with a constant, summed, no file"
             else:
                 d = r[label]
                 desc = (
