@@ -32,7 +32,7 @@ from xarray_om.backend import (
     OmBackendEntrypoint,
     _other_om_entrypoints,
 )
-from xarray_om.errors import OmFormatError
+from xarray_om.errors import OmConventionError, OmFormatError
 from xarray_om.format.reader import OmArray, OmFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -651,8 +651,15 @@ def test_conflicting_dimension_sizes(tmp_path):
         return w.write_group(name="", children=[a, b])
 
     _write_tree(tmp_path / "f.om", build)
-    with pytest.raises(ValueError, match=r"dimension 'y' has length 2 in 'a' but 4 in 'b'"):
+    # A file's own names clashing is an OmError naming the file (a damaged file can do
+    # this too), and a ValueError as xarray raises for clashing dimension sizes.
+    with pytest.raises(
+        OmConventionError, match=r"dimension 'y' has length 2 in 'a' but 4 in 'b'"
+    ) as info:
         open_om(tmp_path / "f.om")
+    assert isinstance(info.value, ValueError)
+    assert info.value.source == str(tmp_path / "f.om")
+    assert str(info.value).startswith(f"{tmp_path / 'f.om'}: ")
     with open_om(tmp_path / "f.om", dimension_names={"b": ["y2", "x"]}) as ds:
         assert ds.sizes == {"y": 2, "x": 3, "y2": 4}
     # default names never conflict: they get the variable name as prefix

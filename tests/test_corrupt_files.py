@@ -354,10 +354,20 @@ def _repro(last: list[str], fixtures_dir: Path) -> str:
     if not last:
         return "(no case started)"
     name, family, case_id = last[0].split()
-    return (
-        f"XARRAY_OM_CORRUPT_SEED={SEED} XARRAY_OM_CORRUPT_FLIPS={FLIPS} python {HERE} "
-        f"reproduce {fixtures_dir / name} {family} {case_id}"
+    # every setting that decides which cases exist and what they are
+    env = " ".join(
+        f"XARRAY_OM_CORRUPT_{k}={v}"
+        for k, v in (
+            ("SEED", SEED),
+            ("FLIPS", FLIPS),
+            ("CUT_STEP", CUT_STEP),
+            ("BACKEND_FLIPS", BACKEND_FLIPS),
+            ("ZARR_FLIPS", ZARR_FLIPS),
+            ("BYTES_HEAD", BYTES_HEAD),
+            ("BYTES_TAIL", BYTES_TAIL),
+        )
     )
+    return f"{env} python {HERE} reproduce {fixtures_dir / name} {family} {case_id}"
 
 
 def _check(summary: dict, fixtures_dir: Path) -> None:

@@ -17,7 +17,14 @@ from __future__ import annotations
 import importlib
 
 from . import accessor  # noqa: F401  (registers the ds.om / da.om accessors with xarray)
-from .errors import OmCodecError, OmEncodingError, OmError, OmFormatError, OmReadOnlyError
+from .errors import (
+    OmCodecError,
+    OmConventionError,
+    OmEncodingError,
+    OmError,
+    OmFormatError,
+    OmReadOnlyError,
+)
 
 __version__ = "0.1.0"
 
@@ -44,6 +51,7 @@ _LAZY = {
 
 __all__ = [
     "OmCodecError",
+    "OmConventionError",
     "OmEncodingError",
     "OmError",
     "OmFormatError",

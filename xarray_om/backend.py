@@ -46,6 +46,7 @@ from xarray.core import indexing
 from xarray.core.utils import emit_user_level_warning
 
 from . import conventions as conv
+from .errors import OmConventionError
 from .format.reader import OmArray, OmFile, OmNode
 
 __all__ = [
@@ -852,10 +853,12 @@ class _Builder:
                     dims[i] = f"{e.name}_{d}"
                     sizes.setdefault(dims[i], (n, e.name))
                     continue
-                raise self._bad(
+                # the file's own names contradict each other (or the file is damaged)
+                raise OmConventionError(
                     f"dimension {d!r} has length {prev[0]} in {prev[1]!r} but {n} in "
                     f"{e.name!r} (group {self.node.path or '/'!r}); pass dimension_names=... "
-                    "to rename, or open the arrays separately with group=..."
+                    "to rename, or open the arrays separately with group=...",
+                    source=self.source,
                 )
             e.dims = tuple(dims)
 

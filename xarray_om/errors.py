@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "OmCodecError",
+    "OmConventionError",
     "OmEncodingError",
     "OmError",
     "OmFormatError",
@@ -31,6 +32,11 @@ class OmFormatError(OmError, ValueError):
 
 class OmCodecError(OmFormatError):
     """The compressed bytes of a chunk (or LUT group) cannot be decoded."""
+
+
+class OmConventionError(OmError, ValueError):
+    """The file's arrays contradict each other as a dataset: one dimension name with two
+    lengths (from ``coordinates`` strings or ``_ARRAY_DIMENSIONS``)."""
 
 
 class OmEncodingError(OmError, ValueError):
