@@ -1229,8 +1229,10 @@ def test_datatree_misaligned_groups_error(tmp_path):
         return w.write_group(name="", children=[top, g])
 
     _write_tree(tmp_path / "m.om", build)
-    with pytest.raises(ValueError, match="open_groups"):
+    with pytest.raises(OmConventionError, match="open_groups") as info:
         xr.open_datatree(tmp_path / "m.om", engine=ENGINE)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"{tmp_path / 'm.om'}: its groups do not form")
     groups = xr.open_groups(tmp_path / "m.om", engine=ENGINE)
     assert groups["/"].sizes == {"x": 3} and groups["/sub"].sizes == {"x": 5}
 

@@ -1307,11 +1307,11 @@ class OmBackendEntrypoint(BackendEntrypoint):
         except ValueError as exc:
             for ds in groups.values():
                 ds.close()
-            raise ValueError(
-                f"the groups of {_describe(filename_or_obj)} "
-                f"do not form a valid DataTree ({exc}). Open them independently with "
-                "xr.open_groups(..., engine='xarray_om'), or one at a time with "
-                "xr.open_dataset(..., group=...)."
+            raise OmConventionError(
+                f"its groups do not form a valid DataTree ({exc}). Open them independently "
+                "with xr.open_groups(..., engine='xarray_om'), or one at a time with "
+                "xr.open_dataset(..., group=...).",
+                source=_describe(filename_or_obj),
             ) from exc
         tree.set_close(groups["/"]._close)
         return tree

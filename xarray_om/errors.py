@@ -35,8 +35,9 @@ class OmCodecError(OmFormatError):
 
 
 class OmConventionError(OmError, ValueError):
-    """The file's arrays contradict each other as a dataset: one dimension name with two
-    lengths (from ``coordinates`` strings or ``_ARRAY_DIMENSIONS``)."""
+    """The file's arrays contradict each other as a dataset or tree: one dimension name
+    with two lengths (from ``coordinates`` strings or ``_ARRAY_DIMENSIONS``), or groups
+    that do not align as a DataTree."""
 
 
 class OmEncodingError(OmError, ValueError):
